@@ -1,0 +1,66 @@
+//! Runs a file of PyTorch reference cases through the layers.
+//!
+//! ```text
+//! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu] [--upconv]
+//! ```
+//!
+//! Prints one line per failing case and tensor, then `N passed, M failed`;
+//! exits with status 1 if any case failed, 2 on a usage or file error.
+
+use std::process::ExitCode;
+
+use layers::Backend;
+use layers::conformance::{Implementation, Tolerance, load, run};
+
+fn main() -> ExitCode {
+    match parse(std::env::args().skip(1)) {
+        Ok((file, backend, implementation)) => {
+            let golden = match load(&file) {
+                Ok(golden) => golden,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = run(
+                &golden,
+                &backend.device(),
+                implementation,
+                Tolerance::default(),
+            );
+            for line in report.failure_lines() {
+                println!("{line}");
+            }
+            println!("{}", report.summary());
+            if report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            eprintln!("usage: conformance FILE [--backend flex|ndarray|wgpu] [--upconv]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(String, Backend, Implementation), String> {
+    let (mut file, mut backend, mut implementation) = (None, Backend::Flex, Implementation::Native);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--backend" => {
+                let name = args.next().ok_or("--backend needs a value")?;
+                backend = name.parse().map_err(|err| format!("{err}"))?;
+            }
+            "--upconv" => implementation = Implementation::UpConv,
+            flag if flag.starts_with("--") => return Err(format!("unknown option '{flag}'")),
+            path if file.is_none() => file = Some(path.to_string()),
+            extra => return Err(format!("unexpected argument '{extra}'")),
+        }
+    }
+    Ok((file.ok_or("no FILE given")?, backend, implementation))
+}

@@ -1,0 +1,65 @@
+//! PyTorch-exact 2D convolution layers for [Burn](https://burn.dev).
+//!
+//! [`Conv2d`] and [`ConvTranspose2d`] take every option of `torch.nn.Conv2d` and
+//! `torch.nn.ConvTranspose2d` (stride, padding including `same`, dilation,
+//! groups, bias, output padding, output size), keep PyTorch's weight layouts
+//! and default initialisation, and give PyTorch's numbers forward and
+//! backward on every Burn backend. The usual variants have a named way in:
+//!
+//! | variant | how |
+//! |---|---|
+//! | pointwise 1x1 | [`Conv2dConfig::pointwise`] |
+//! | grouped | [`Conv2dConfig::grouped`] |
+//! | depthwise (with channel multiplier) | [`Conv2dConfig::depthwise`] |
+//! | dilated (atrous) | [`Conv2dConfig::dilated`] |
+//! | depthwise-separable | [`DepthwiseSeparableConv2d`] |
+//! | spatially separable (`k x 1` then `1 x k`) | [`SpatiallySeparableConv2d`] |
+//! | U-Net up-convolution (k2 s2 transposed) | [`ConvTranspose2dConfig::up_convolution`] |
+//! | transposed conv as zero insertion + conv | [`UpConv2d`] |
+//! | bilinear upsampling (FCN initialiser) | [`ConvTranspose2dConfig::bilinear_upsampling`] |
+//!
+//! Impossible configurations and inputs are a [`ConvError`], never a panic:
+//! every layer has `try_init` and `try_forward`.
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use layers::{Conv2dConfig, ConvTranspose2dConfig, Padding};
+//!
+//! let device = Device::flex();
+//! let down = Conv2dConfig::new(1, 8, [3, 3])
+//!     .with_stride([2, 2])
+//!     .with_padding(Padding::uniform(1))
+//!     .try_init(&device)?;
+//! let up = ConvTranspose2dConfig::up_convolution(8, 1).try_init(&device)?;
+//! let x = Tensor::<4>::zeros([2, 1, 32, 32], &device);
+//! let y = up.try_forward(down.try_forward(x)?)?;
+//! assert_eq!(y.dims(), [2, 1, 32, 32]);
+//! # Ok::<(), layers::ConvError>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod conformance;
+mod conv2d;
+mod conv_transpose2d;
+mod error;
+mod geometry;
+mod init;
+mod ops;
+mod padding;
+mod separable;
+pub mod shape;
+mod up_conv;
+
+pub use backend::Backend;
+pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use error::ConvError;
+pub use geometry::ConvGeometry;
+pub use init::{WeightInit, bilinear_filter, check_shape};
+pub use padding::Padding;
+pub use separable::{
+    DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, SpatiallySeparableConv2d,
+    SpatiallySeparableConv2dConfig,
+};
+pub use up_conv::UpConv2d;

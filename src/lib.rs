@@ -1,0 +1,3 @@
+//! Umbrella crate: re-exports the workspace's libraries.
+pub use layers;
+pub use unet;
