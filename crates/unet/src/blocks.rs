@@ -28,10 +28,27 @@ pub enum UnitConv {
 impl UnitConv {
     fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>, ConvError> {
         match self {
-            UnitConv::Dense(conv) => conv.try_forward(x),
+            UnitConv::Dense(conv) => {
+                let y = conv.try_forward(x)?;
+                Ok(match conv.geometry().groups() {
+                    1 => y,
+                    groups => channel_shuffle(y, groups),
+                })
+            }
             UnitConv::Separable(conv) => conv.try_forward(x),
         }
     }
+}
+
+/// ShuffleNet's channel shuffle: channel `j` of group `g` moves to position
+/// `j * groups + g`, so that the next grouped convolution sees every group.
+/// Without it, stacked grouped convolutions form `groups` separate networks,
+/// and a U-Net's grouped decoder would never mix skip and upsampled features.
+fn channel_shuffle(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, groups, c / groups, h, w])
+        .swap_dims(1, 2)
+        .reshape([n, c, h, w])
 }
 
 /// The normalisation of a [`ConvUnit`].

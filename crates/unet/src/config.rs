@@ -34,9 +34,10 @@ pub enum Block {
     /// Each 3x3 convolution replaced by a depthwise 3x3 and a pointwise 1x1
     /// (MobileNet style): far fewer parameters and FLOPs.
     DepthwiseSeparable,
-    /// Each 3x3 convolution split into `groups` channel groups (ResNeXt style).
-    /// Widths that `groups` does not divide are an error. The first
-    /// convolution of the first block (from the image) is never grouped.
+    /// Each 3x3 convolution split into `groups` channel groups (ResNeXt
+    /// style), followed by a channel shuffle (ShuffleNet) so that the groups
+    /// exchange features. Widths that `groups` does not divide are an error.
+    /// The convolution that reads the image is never grouped.
     Grouped {
         /// Channel groups.
         groups: usize,
