@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
-use crate::init::{WeightInit, init_params, params_from_data};
+use crate::init::{ParamSource, WeightInit};
 use crate::padding::Padding;
 use crate::shape::conv2d_output_shape;
 
@@ -126,15 +126,7 @@ impl Conv2dConfig {
 
     /// Builds the layer with freshly initialised parameters.
     pub fn try_init(&self, device: &Device) -> Result<Conv2d, ConvError> {
-        let geometry = self.geometry()?;
-        crate::init::check_init(&self.init, &geometry)?;
-        let (weight, bias) = init_params(
-            &self.init,
-            self.weight_shape(),
-            self.bias.then_some(self.out_channels),
-            device,
-        );
-        Ok(self.assemble(geometry, weight, bias))
+        self.build(ParamSource::Fresh, device)
     }
 
     /// Builds the layer with freshly initialised parameters.
@@ -153,29 +145,24 @@ impl Conv2dConfig {
         bias: Option<TensorData>,
         device: &Device,
     ) -> Result<Conv2d, ConvError> {
+        self.build(ParamSource::Given(weight, bias), device)
+    }
+
+    fn build(&self, source: ParamSource, device: &Device) -> Result<Conv2d, ConvError> {
         let geometry = self.geometry()?;
-        let (weight, bias) = params_from_data(
-            weight,
-            bias,
+        let (weight, bias) = source.into_params(
+            &self.init,
+            &geometry,
             self.weight_shape(),
             self.bias.then_some(self.out_channels),
             device,
         )?;
-        Ok(self.assemble(geometry, weight, bias))
-    }
-
-    fn assemble(
-        &self,
-        geometry: ConvGeometry,
-        weight: Param<Tensor<4>>,
-        bias: Option<Param<Tensor<1>>>,
-    ) -> Conv2d {
-        Conv2d {
+        Ok(Conv2d {
             weight,
             bias,
             geometry,
             padding: self.padding,
-        }
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
-use crate::init::{WeightInit, check_init, init_params, params_from_data};
+use crate::init::{ParamSource, WeightInit};
 use crate::ops::{add_channel_bias, pad_or_crop};
 use crate::shape::{conv_transpose2d_output_shape, conv_transpose2d_output_size_range};
 
@@ -114,15 +114,7 @@ impl ConvTranspose2dConfig {
 
     /// Builds the layer with freshly initialised parameters.
     pub fn try_init(&self, device: &Device) -> Result<ConvTranspose2d, ConvError> {
-        let geometry = self.geometry()?;
-        check_init(&self.init, &geometry)?;
-        let (weight, bias) = init_params(
-            &self.init,
-            self.weight_shape(),
-            self.bias.then_some(self.out_channels),
-            device,
-        );
-        Ok(self.assemble(geometry, weight, bias))
+        self.build(ParamSource::Fresh, device)
     }
 
     /// Builds the layer with freshly initialised parameters.
@@ -141,30 +133,25 @@ impl ConvTranspose2dConfig {
         bias: Option<TensorData>,
         device: &Device,
     ) -> Result<ConvTranspose2d, ConvError> {
+        self.build(ParamSource::Given(weight, bias), device)
+    }
+
+    fn build(&self, source: ParamSource, device: &Device) -> Result<ConvTranspose2d, ConvError> {
         let geometry = self.geometry()?;
-        let (weight, bias) = params_from_data(
-            weight,
-            bias,
+        let (weight, bias) = source.into_params(
+            &self.init,
+            &geometry,
             self.weight_shape(),
             self.bias.then_some(self.out_channels),
             device,
         )?;
-        Ok(self.assemble(geometry, weight, bias))
-    }
-
-    fn assemble(
-        &self,
-        geometry: ConvGeometry,
-        weight: Param<Tensor<4>>,
-        bias: Option<Param<Tensor<1>>>,
-    ) -> ConvTranspose2d {
-        ConvTranspose2d {
+        Ok(ConvTranspose2d {
             weight,
             bias,
             geometry,
             padding: self.padding,
             output_padding: self.output_padding,
-        }
+        })
     }
 }
 

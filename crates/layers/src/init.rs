@@ -48,7 +48,7 @@ pub fn bilinear_filter(kernel: usize) -> Vec<f64> {
 /// layout) and, with `bias`, a bias of `bias_len` values.
 ///
 /// `fan_in` / `fan_out` are those of PyTorch's `_calculate_fan_in_and_fan_out`.
-pub(crate) fn init_params(
+fn init_params(
     init: &WeightInit,
     weight_shape: [usize; 4],
     bias_len: Option<usize>,
@@ -93,8 +93,42 @@ pub(crate) fn init_params(
     }
 }
 
+/// Where a layer's parameters come from: a fresh initialisation, or given
+/// values (a PyTorch state dict entry, say).
+// Lives for one call; boxing the data would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ParamSource {
+    /// Initialise with the config's [`WeightInit`].
+    Fresh,
+    /// These values, checked against the shapes the config implies.
+    Given(TensorData, Option<TensorData>),
+}
+
+impl ParamSource {
+    /// The layer's weight (`weight_shape`, PyTorch's layout) and bias
+    /// (`bias_len` values, `None` for no bias).
+    pub(crate) fn into_params(
+        self,
+        init: &WeightInit,
+        geometry: &ConvGeometry,
+        weight_shape: [usize; 4],
+        bias_len: Option<usize>,
+        device: &Device,
+    ) -> Result<(Param<Tensor<4>>, Option<Param<Tensor<1>>>), ConvError> {
+        match self {
+            ParamSource::Fresh => {
+                check_init(init, geometry)?;
+                Ok(init_params(init, weight_shape, bias_len, device))
+            }
+            ParamSource::Given(weight, bias) => {
+                params_from_data(weight, bias, weight_shape, bias_len, device)
+            }
+        }
+    }
+}
+
 /// Checks that `init` can initialise a layer of this geometry.
-pub(crate) fn check_init(init: &WeightInit, geometry: &ConvGeometry) -> Result<(), ConvError> {
+fn check_init(init: &WeightInit, geometry: &ConvGeometry) -> Result<(), ConvError> {
     match init {
         WeightInit::Bilinear if geometry.in_channels() != geometry.out_channels() => {
             Err(ConvError::BilinearChannels {
@@ -108,7 +142,7 @@ pub(crate) fn check_init(init: &WeightInit, geometry: &ConvGeometry) -> Result<(
 
 /// Turns given weight and bias values into parameters, after checking their
 /// shapes against those the config implies.
-pub(crate) fn params_from_data(
+fn params_from_data(
     weight: TensorData,
     bias: Option<TensorData>,
     weight_shape: [usize; 4],
