@@ -1,0 +1,69 @@
+//! Segmentation data: samples, the synthetic generator, image folders,
+//! augmentation and the train/validation split.
+
+mod augment;
+mod error;
+mod folder;
+mod synthetic;
+
+pub use augment::augment;
+pub use error::DataError;
+pub use folder::FolderDataset;
+pub use synthetic::SyntheticDataset;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+/// One image and its mask, as the network sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Pixel values divided by 255, `[channels, height, width]`, row-major.
+    pub image: Vec<f32>,
+    /// Class index per pixel, `[height, width]`, row-major.
+    pub mask: Vec<u8>,
+    /// Image channels (1 grayscale, 3 RGB).
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl Sample {
+    /// The image value at channel `c`, row `y`, column `x`.
+    pub fn pixel(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.image[(c * self.height + y) * self.width + x]
+    }
+}
+
+/// A deterministic split of `0..len` into training and validation indices:
+/// a seeded shuffle, then the first `round(len * val_fraction)` (at least one
+/// when `len > 1` and `val_fraction > 0`) go to validation.
+pub fn split_indices(len: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut indices: Vec<usize> = (0..len).collect();
+    indices.shuffle(&mut StdRng::seed_from_u64(seed));
+    let mut n_val = (len as f64 * val_fraction.clamp(0.0, 1.0)).round() as usize;
+    if val_fraction > 0.0 && len > 1 {
+        n_val = n_val.clamp(1, len - 1);
+    }
+    let train = indices.split_off(n_val);
+    (train, indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_deterministic_and_complete() {
+        let (train, val) = split_indices(12, 0.25, 3);
+        assert_eq!((train.len(), val.len()), (9, 3));
+        let mut all: Vec<usize> = train.iter().chain(&val).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..12).collect::<Vec<_>>());
+        assert_eq!(split_indices(12, 0.25, 3), (train, val));
+        assert_ne!(split_indices(12, 0.25, 4).1, split_indices(12, 0.25, 3).1);
+        assert_eq!(split_indices(3, 0.01, 0).1.len(), 1);
+    }
+}
