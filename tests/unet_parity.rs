@@ -92,16 +92,15 @@ impl Parameter {
 /// A parameter of the model by its PyTorch name (`downs.2.conv.conv2.weight`).
 fn parameter(model: &UNet, name: &str) -> Parameter {
     let parts: Vec<&str> = name.split('.').collect();
-    let flat = Parameter::Kernel;
     let (block, rest) = match parts.as_slice() {
-        ["outc", "weight"] => return flat(model.outc.weight.val()),
+        ["outc", "weight"] => return Parameter::Kernel(model.outc.weight.val()),
         ["outc", "bias"] => return Parameter::Vector(model.outc.bias.as_ref().unwrap().val()),
         ["ups", i, "up", which] => {
             let Upsampler::Transposed(up) = &model.ups[i.parse::<usize>().unwrap()].up else {
                 panic!("not a transposed upsampler")
             };
             return match *which {
-                "weight" => flat(up.weight.val()),
+                "weight" => Parameter::Kernel(up.weight.val()),
                 _ => Parameter::Vector(up.bias.as_ref().unwrap().val()),
             };
         }
@@ -113,7 +112,7 @@ fn parameter(model: &UNet, name: &str) -> Parameter {
     let unit = &block.units[rest[0][rest[0].len() - 1..].parse::<usize>().unwrap() - 1];
     match (&rest[0][..rest[0].len() - 1], rest[1]) {
         ("conv", "weight") => match &unit.conv {
-            UnitConv::Dense(conv) => flat(conv.weight.val()),
+            UnitConv::Dense(conv) => Parameter::Kernel(conv.weight.val()),
             UnitConv::Separable(_) => panic!("not a dense convolution"),
         },
         ("bn", which) => match &unit.norm {
