@@ -6,8 +6,9 @@ use std::str::FromStr;
 use burn::tensor::{Device, DeviceKind};
 
 /// A Burn backend, picked at run time: Burn 0.22 dispatches on the device, so
-/// one binary serves all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// one binary serves all of them. Serialised by its command-line name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Burn's pure-Rust CPU backend (`burn-flex`): the fast CPU choice.
     Flex,

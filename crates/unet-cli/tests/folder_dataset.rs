@@ -14,7 +14,7 @@ const NUCLEI: &str = concat!(
 
 #[test]
 fn the_nuclei_dataset_loads() {
-    let data = FolderDataset::open(NUCLEI, 1, 2).unwrap();
+    let data = FolderDataset::open(NUCLEI, 1, 2, None).unwrap();
     assert_eq!(data.len(), 12);
     assert_eq!(data.names()[0], "tile_r0_c0");
     for i in 0..data.len() {
@@ -33,10 +33,38 @@ fn the_nuclei_dataset_loads() {
         assert!(sample.mask.iter().all(|&c| c <= 1));
         assert!(sample.image.iter().all(|v| (0.0..=1.0).contains(v)));
     }
-    // The same files as RGB: three equal planes.
-    let rgb = FolderDataset::open(NUCLEI, 3, 2).unwrap().get(0).unwrap();
-    let plane = 128 * 128;
-    assert_eq!(rgb.image[..plane], rgb.image[plane..2 * plane]);
+    assert_eq!(FolderDataset::detect_channels(NUCLEI).unwrap(), 1);
+    // Grayscale files are not silently taken for RGB.
+    assert_eq!(
+        FolderDataset::open(NUCLEI, 3, 2, None)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{NUCLEI}/images/tile_r0_c0.png: grayscale image, but the model takes 3 channels (RGB)"
+        )
+    );
+}
+
+#[test]
+fn resizing_moves_masks_with_their_images() {
+    let data = FolderDataset::open(NUCLEI, 1, 2, Some(64)).unwrap();
+    let full = FolderDataset::open(NUCLEI, 1, 2, None).unwrap();
+    for i in [0, 5] {
+        let (small, big) = (data.get(i).unwrap(), full.get(i).unwrap());
+        assert_eq!(
+            (small.height, small.width, small.image.len()),
+            (64, 64, 64 * 64)
+        );
+        // Nearest-neighbour: the small mask samples the big one at odd pixels.
+        for y in 0..64 {
+            for x in 0..64 {
+                assert_eq!(
+                    small.mask[y * 64 + x],
+                    big.mask[(2 * y + 1) * 128 + 2 * x + 1]
+                );
+            }
+        }
+    }
 }
 
 /// A fresh folder with `images/` and `masks/`.
@@ -55,7 +83,7 @@ fn write(path: &Path, width: u32, height: u32, value: u8) {
 }
 
 fn error(dir: &Path) -> String {
-    let err: DataError = FolderDataset::open(dir, 1, 2).unwrap_err();
+    let err: DataError = FolderDataset::open(dir, 1, 2, None).unwrap_err();
     let _ = std::fs::remove_dir_all(dir);
     err.to_string()
 }
@@ -64,7 +92,9 @@ fn error(dir: &Path) -> String {
 fn broken_folders_are_clear_errors() {
     let missing = std::env::temp_dir().join("unet-cli-no-such-dir");
     assert_eq!(
-        FolderDataset::open(&missing, 1, 2).unwrap_err().to_string(),
+        FolderDataset::open(&missing, 1, 2, None)
+            .unwrap_err()
+            .to_string(),
         format!("{}: no such directory", missing.display())
     );
 
@@ -112,6 +142,21 @@ fn broken_folders_are_clear_errors() {
         dir.join("images/a.png").display()
     )));
 
+    let dir = scratch("mixed-sizes");
+    write(&dir.join("images/a.png"), 8, 8, 10);
+    write(&dir.join("masks/a.png"), 8, 8, 0);
+    write(&dir.join("images/b.png"), 6, 8, 10);
+    write(&dir.join("masks/b.png"), 6, 8, 0);
+    assert_eq!(
+        error(&dir),
+        format!(
+            "{}: image is [6, 8] (width x height) but {} is [8, 8]; images of one dataset \
+             must have one size (or pass --image-size to resize them)",
+            dir.join("images/b.png").display(),
+            dir.join("images/a.png").display()
+        )
+    );
+
     let dir = scratch("empty");
     assert_eq!(
         error(&dir),
@@ -120,7 +165,9 @@ fn broken_folders_are_clear_errors() {
 
     let dir = scratch("channels");
     assert_eq!(
-        FolderDataset::open(&dir, 2, 2).unwrap_err().to_string(),
+        FolderDataset::open(&dir, 2, 2, None)
+            .unwrap_err()
+            .to_string(),
         "2 image channels asked for: only 1 (grayscale) and 3 (RGB) are supported"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -131,7 +178,10 @@ fn binary_masks_map_255_to_the_foreground() {
     let dir = scratch("binary");
     write(&dir.join("images/a.png"), 4, 4, 200);
     write(&dir.join("masks/a.png"), 4, 4, 255);
-    let sample = FolderDataset::open(&dir, 1, 2).unwrap().get(0).unwrap();
+    let sample = FolderDataset::open(&dir, 1, 2, None)
+        .unwrap()
+        .get(0)
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(sample.mask.iter().all(|&c| c == 1));
     assert!(

@@ -78,4 +78,34 @@ pub enum DataError {
         /// The count asked for.
         channels: usize,
     },
+    /// An image whose channel count is not the model's.
+    #[error(
+        "{path}: {} image, but the model takes {expected} channel{} ({})",
+        if *found == 1 { "grayscale" } else { "colour (RGB)" },
+        if *expected == 1 { "" } else { "s" },
+        if *expected == 1 { "grayscale" } else { "RGB" }
+    )]
+    ChannelMismatch {
+        /// The image.
+        path: PathBuf,
+        /// Its channels (1 or 3).
+        found: usize,
+        /// The channels expected.
+        expected: usize,
+    },
+    /// Images of different sizes, which cannot be batched.
+    #[error(
+        "{path}: image is {size:?} (width x height) but {first} is {first_size:?}; \
+         images of one dataset must have one size (or pass --image-size to resize them)"
+    )]
+    MixedSizes {
+        /// The first image.
+        first: PathBuf,
+        /// Its `[width, height]`.
+        first_size: [u32; 2],
+        /// The image that differs.
+        path: PathBuf,
+        /// Its `[width, height]`.
+        size: [u32; 2],
+    },
 }

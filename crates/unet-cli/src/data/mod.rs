@@ -8,7 +8,7 @@ mod synthetic;
 
 pub use augment::augment;
 pub use error::DataError;
-pub use folder::FolderDataset;
+pub use folder::{FolderDataset, ImageMaskPair, image_mask_pairs, read_image, read_pair};
 pub use synthetic::SyntheticDataset;
 
 use rand::SeedableRng;
@@ -49,6 +49,15 @@ pub fn split_indices(len: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, V
     }
     let train = indices.split_off(n_val);
     (train, indices)
+}
+
+/// SplitMix64 of `seed` and `value`: independent random streams from one
+/// seed (per sample, per epoch).
+pub(crate) fn mix(seed: u64, value: u64) -> u64 {
+    let mut z = seed ^ value.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

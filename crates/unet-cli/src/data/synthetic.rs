@@ -5,7 +5,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::{DataError, Sample};
+use super::{DataError, Sample, mix};
 
 /// The shape kinds; with more than two classes, class `k` is always kind
 /// `(k - 1) % 3`, so shape tells class apart along with brightness.
@@ -154,14 +154,6 @@ impl Dataset<Sample> for SyntheticDataset {
     fn len(&self) -> usize {
         self.len
     }
-}
-
-/// SplitMix64 of `seed` and `index`: independent streams per sample.
-fn mix(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn in_triangle(p: (f32, f32), [a, b, c]: [(f32, f32); 3]) -> bool {
