@@ -149,6 +149,7 @@ pub fn curves(records: &[EpochRecord]) -> RgbImage {
             chart
                 .configure_mesh()
                 .x_desc("epoch")
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .label_style(("sans-serif", 14))
                 .draw()
                 .expect("drawing into a memory buffer cannot fail");

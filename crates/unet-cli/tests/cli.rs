@@ -340,18 +340,29 @@ fn metrics(dir: &Path) -> Vec<EpochRecord> {
 fn a_run_killed_and_resumed_ends_as_an_uninterrupted_one() {
     let root = scratch("resume");
     let (whole, killed) = (root.join("whole"), root.join("killed"));
+    // Epochs long enough (about half a second here) for the kill to land
+    // before the run ends; dropout, so that the random stream matters too.
     let run = |out: &Path| {
-        let mut args = vec![
+        let args = [
             "train",
             "--epochs",
-            "3",
+            "4",
+            "--samples",
+            "160",
+            "--image-size",
+            "32",
+            "--depth",
+            "2",
+            "--base-width",
+            "8",
+            "--lr",
+            "0.01",
             "--dropout",
             "0.2",
             "--out",
             path(out),
         ];
-        args.extend(TINY);
-        args.into_iter().map(String::from).collect::<Vec<_>>()
+        args.map(String::from).to_vec()
     };
     succeeds(&run(&whole).iter().map(String::as_str).collect::<Vec<_>>());
 
@@ -380,14 +391,15 @@ fn a_run_killed_and_resumed_ends_as_an_uninterrupted_one() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(metrics(&killed).len() < 3, "killed before the end");
+    assert!(metrics(&killed).len() < 4, "killed before the end");
     assert!(!killed.join("model.bpk").exists());
 
     let stdout = succeeds(&["train", "--resume", path(&killed)]);
     assert!(stdout.starts_with("resuming"), "{stdout}");
     let (a, b) = (metrics(&whole), metrics(&killed));
-    assert_eq!(a.len(), 3);
-    assert_eq!(b.len(), 3);
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 4);
+    assert!(a[3].val_dice > 0.5, "a run that learns: {:?}", a[3]);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.epoch, y.epoch);
         for (what, u, v) in [
