@@ -17,10 +17,7 @@ use unet_cli::train::{Progress, train};
 // `cargo test` runs this example as a test too (see `tests` below).
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> Result<(), CliError> {
-    train_and_segment(Backend::Flex)
-}
-
-fn train_and_segment(backend: Backend) -> Result<(), CliError> {
+    let backend = Backend::Flex;
     let size = 32;
     let config = RunConfig::trained(
         UNetConfig::new(1, 2).with_base_width(8).with_depth(3),
@@ -32,7 +29,7 @@ fn train_and_segment(backend: Backend) -> Result<(), CliError> {
             ..TrainingConfig::synthetic()
         },
     );
-    let dir = std::env::temp_dir().join(format!("unet-example-{backend}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("unet-example-cpu-{}", std::process::id()));
     let report = train(&config, &dir, false, Progress::Plain)?;
     println!(
         "best validation Dice {:.3} (epoch {}); the run is in {}",

@@ -33,7 +33,9 @@ use burn::train::metric::{LearningRateMetric, LossMetric};
 use burn::train::renderer::MetricsRenderer;
 use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::{Interrupter, Learner, SupervisedTraining};
+use unet::{UNetError, output_size};
 
+use crate::atomic;
 use crate::config::{DataSource, RunConfig, device};
 use crate::data::{FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::CliError;
@@ -42,7 +44,6 @@ use crate::loader::{EpochLoader, Order};
 use crate::model_dir::{self, CONFIG_FILE};
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
-use crate::{atomic, history::to_csv};
 
 /// How a run shows its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +171,7 @@ pub fn train_on(
     training.validate()?;
     config.model.validate()?;
     let base = device(training.backend, training.gpu);
-    check_input_size(config, &data, &base)?;
+    check_input(config, &data)?;
 
     let (start, history) = if resume {
         let start = last_complete_checkpoint(config, dir, &base)?;
@@ -302,17 +303,24 @@ pub fn train_on(
     report
 }
 
-/// Fails early, with the nearest valid sizes, when the data's image size
-/// cannot pass the network (unpadded `Valid` networks), or its channels are not the model's.
-fn check_input_size(config: &RunConfig, data: &RunData, device: &Device) -> Result<(), CliError> {
+/// Fails early when the data's images do not fit the network: another
+/// channel count, or (unpadded `Valid` networks) a size that cannot pass,
+/// with the nearest sizes that can.
+fn check_input(config: &RunConfig, data: &RunData) -> Result<(), CliError> {
     let first = data
         .dataset
         .get(data.train[0])
         .map_err(|err| CliError::Training(err.to_string()))?;
-    config
-        .model
-        .try_init(device)?
-        .output_shape([1, first.channels, first.height, first.width])?;
+    let model = &config.model;
+    if first.channels != model.in_channels {
+        return Err(UNetError::InputChannels {
+            expected: model.in_channels,
+            got: first.channels,
+            shape: [1, first.channels, first.height, first.width],
+        }
+        .into());
+    }
+    output_size(model, [first.height, first.width])?;
     Ok(())
 }
 
@@ -443,7 +451,8 @@ fn epoch_sink(
 
 fn write_history(dir: &Path, history: &[EpochRecord]) -> Result<(), CliError> {
     let path = dir.join(METRICS_FILE);
-    atomic::write(&path, to_csv(history).as_bytes()).map_err(|err| CliError::io(&path, err))?;
+    atomic::write(&path, history::to_csv(history).as_bytes())
+        .map_err(|err| CliError::io(&path, err))?;
     write_png(&dir.join(CURVES_FILE), history::curves(history))
 }
 
