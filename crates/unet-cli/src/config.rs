@@ -182,7 +182,7 @@ impl RunConfig {
     /// # Errors
     /// For an imported model, which has none.
     pub fn training(&self) -> Result<&TrainingConfig, CliError> {
-        self.training.as_ref().ok_or_else(|| CliError::NotTrainable)
+        self.training.as_ref().ok_or(CliError::NotTrainable)
     }
 }
 
