@@ -9,6 +9,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
+use crate::lowering;
+use crate::ops::add_channel_bias;
 use crate::padding::Padding;
 use crate::shape::conv2d_output_shape;
 
@@ -225,6 +227,20 @@ impl Conv2d {
     /// - output: `[batch, out_channels, height_out, width_out]`
     pub fn try_forward(&self, input: Tensor<4>) -> Result<Tensor<4>, ConvError> {
         self.output_shape(input.dims())?;
+        let g = &self.geometry;
+        let padding = self
+            .padding
+            .resolve(g.kernel_size(), g.stride(), g.dilation())?;
+        // Training only: see `lowering::worth_it`.
+        if lowering::worth_it(&input)
+            && lowering::is_pointwise(g.kernel_size(), g.stride(), padding)
+        {
+            let output = lowering::pointwise(input, self.weight.val(), g.groups());
+            return Ok(match &self.bias {
+                Some(bias) => add_channel_bias(output, bias.val()),
+                None => output,
+            });
+        }
         Ok(conv2d(
             input,
             self.weight.val(),

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
+use crate::lowering;
 use crate::ops::{add_channel_bias, pad_or_crop};
 use crate::shape::{conv_transpose2d_output_shape, conv_transpose2d_output_size_range};
 
@@ -300,12 +301,19 @@ impl ConvTranspose2d {
         // padding are applied here. This keeps every combination exact (Burn
         // 0.22 requires padding <= dilation * (kernel - 1)), and adding the
         // bias here gives its gradient through the plain broadcast rule.
-        let full = conv_transpose2d(
-            input,
-            self.weight.val(),
-            None,
-            ConvTransposeOptions::new(g.stride(), [0, 0], [0, 0], g.dilation(), g.groups()),
-        );
+        // Training only: see `lowering::worth_it`.
+        let full = if lowering::worth_it(&input)
+            && lowering::is_non_overlapping(g.kernel_size(), g.stride(), g.dilation(), g.groups())
+        {
+            lowering::non_overlapping_transposed(input, self.weight.val())
+        } else {
+            conv_transpose2d(
+                input,
+                self.weight.val(),
+                None,
+                ConvTransposeOptions::new(g.stride(), [0, 0], [0, 0], g.dilation(), g.groups()),
+            )
+        };
         let pads: [(i64, i64); 2] = std::array::from_fn(|i| {
             let p = self.padding[i] as i64;
             (-p, output_padding[i] as i64 - p)

@@ -45,6 +45,7 @@ mod conv_transpose2d;
 mod error;
 mod geometry;
 mod init;
+mod lowering;
 mod ops;
 mod padding;
 mod separable;

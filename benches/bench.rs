@@ -1,0 +1,385 @@
+//! Benchmarks of the convolution layers and the U-Net, one JSON line per
+//! measurement, in the schema of the PyTorch baselines in `../shared/bench`
+//! so that `scripts/bench-vs-pytorch.sh` can set them side by side.
+//!
+//! ```sh
+//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME]
+//! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--backend ..] [--steps 10] [--warmup 3]
+//! ```
+//!
+//! (`--profile dev` reuses the test build, whose dependencies are fully
+//! optimised; a release build of Burn takes half an hour on two cores.)
+//!
+//! `conv` times each layer of the issue's list forward and forward+backward
+//! (gradients of input, weight and bias), for this project's layer (`ours`)
+//! and Burn's plain `burn::nn::conv` layer (`burn`) on the same input. `unet`
+//! times a training step (forward, cross-entropy, backward, Adam) or an
+//! inference pass of the U-Net of `torch_unet_bench.py`.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv as burn_conv;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use layers::{Backend, Conv2dConfig, ConvTranspose2dConfig, Padding};
+use unet::{UNetConfig, cross_entropy};
+
+/// A layer of the benchmark: name, input shape, and how to build it.
+struct Case {
+    name: &'static str,
+    input: [usize; 4],
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `Conv2d(c_in, c_out, k, padding = dilation * (k - 1) / 2, dilation, groups)`.
+    Conv {
+        out: usize,
+        kernel: usize,
+        dilation: usize,
+        groups: usize,
+    },
+    /// `ConvTranspose2d(c_in, c_out, k, stride = k)`.
+    Transposed { out: usize, kernel: usize },
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        name: "conv3x3_c32_128x128",
+        input: [4, 32, 128, 128],
+        kind: Kind::Conv {
+            out: 32,
+            kernel: 3,
+            dilation: 1,
+            groups: 1,
+        },
+    },
+    Case {
+        name: "conv3x3_c64_64x64",
+        input: [4, 64, 64, 64],
+        kind: Kind::Conv {
+            out: 64,
+            kernel: 3,
+            dilation: 1,
+            groups: 1,
+        },
+    },
+    Case {
+        name: "convT2x2s2_c64to32_32x32",
+        input: [4, 64, 32, 32],
+        kind: Kind::Transposed { out: 32, kernel: 2 },
+    },
+    Case {
+        name: "depthwise3x3_c64_64x64",
+        input: [4, 64, 64, 64],
+        kind: Kind::Conv {
+            out: 64,
+            kernel: 3,
+            dilation: 1,
+            groups: 64,
+        },
+    },
+    Case {
+        name: "pointwise1x1_c64_64x64",
+        input: [4, 64, 64, 64],
+        kind: Kind::Conv {
+            out: 64,
+            kernel: 1,
+            dilation: 1,
+            groups: 1,
+        },
+    },
+    Case {
+        name: "dilated3x3_d2_c64_64x64",
+        input: [4, 64, 64, 64],
+        kind: Kind::Conv {
+            out: 64,
+            kernel: 3,
+            dilation: 2,
+            groups: 1,
+        },
+    },
+    Case {
+        name: "grouped3x3_g4_c64_64x64",
+        input: [4, 64, 64, 64],
+        kind: Kind::Conv {
+            out: 64,
+            kernel: 3,
+            dilation: 1,
+            groups: 4,
+        },
+    },
+];
+
+/// One layer, built by this project or by Burn.
+enum Layer {
+    Ours(layers::Conv2d),
+    OursTransposed(layers::ConvTranspose2d),
+    Burn(burn_conv::Conv2d),
+    BurnTransposed(burn_conv::ConvTranspose2d),
+}
+
+impl Layer {
+    fn build(kind: Kind, c_in: usize, ours: bool, device: &Device) -> Self {
+        match (kind, ours) {
+            (
+                Kind::Conv {
+                    out,
+                    kernel,
+                    dilation,
+                    groups,
+                },
+                true,
+            ) => Layer::Ours(
+                Conv2dConfig::new(c_in, out, [kernel; 2])
+                    .with_padding(Padding::uniform(dilation * (kernel - 1) / 2))
+                    .with_dilation([dilation; 2])
+                    .with_groups(groups)
+                    .init(device),
+            ),
+            (Kind::Transposed { out, kernel }, true) => Layer::OursTransposed(
+                ConvTranspose2dConfig::new(c_in, out, [kernel; 2])
+                    .with_stride([kernel; 2])
+                    .init(device),
+            ),
+            (
+                Kind::Conv {
+                    out,
+                    kernel,
+                    dilation,
+                    groups,
+                },
+                false,
+            ) => Layer::Burn(
+                burn_conv::Conv2dConfig::new([c_in, out], [kernel; 2])
+                    .with_padding(PaddingConfig2d::Explicit(
+                        dilation * (kernel - 1) / 2,
+                        dilation * (kernel - 1) / 2,
+                        dilation * (kernel - 1) / 2,
+                        dilation * (kernel - 1) / 2,
+                    ))
+                    .with_dilation([dilation; 2])
+                    .with_groups(groups)
+                    .init(device),
+            ),
+            (Kind::Transposed { out, kernel }, false) => Layer::BurnTransposed(
+                burn_conv::ConvTranspose2dConfig::new([c_in, out], [kernel; 2])
+                    .with_stride([kernel; 2])
+                    .init(device),
+            ),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Layer::Ours(l) => l.forward(x),
+            Layer::OursTransposed(l) => l.forward(x),
+            Layer::Burn(l) => l.forward(x),
+            Layer::BurnTransposed(l) => l.forward(x),
+        }
+    }
+}
+
+/// Forward FLOPs, a multiply-add counting two (as the PyTorch script).
+fn forward_flops(case: &Case, output: [usize; 4]) -> f64 {
+    let [n, c_in, h, w] = case.input;
+    match case.kind {
+        Kind::Conv { kernel, groups, .. } => {
+            let [_, c_out, ho, wo] = output;
+            2.0 * (n * c_out * ho * wo * (c_in / groups) * kernel * kernel) as f64
+        }
+        Kind::Transposed { out, kernel } => 2.0 * (n * c_in * h * w * out * kernel * kernel) as f64,
+    }
+}
+
+/// The median time of `run` in seconds, after `warmup` runs; `run` must
+/// wait for its results.
+fn median_seconds(warmup: usize, reps: usize, mut run: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        run();
+    }
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn sync(device: &Device) {
+    device.sync().expect("the device finishes its work");
+}
+
+struct Options {
+    backend: Backend,
+    warmup: usize,
+    reps: usize,
+    only: Option<String>,
+    mode: String,
+}
+
+fn bench_conv(options: &Options) {
+    let device = options.backend.device();
+    let autodiff = device.clone().autodiff();
+    for case in &CASES {
+        if options
+            .only
+            .as_ref()
+            .is_some_and(|only| !case.name.contains(only.as_str()))
+        {
+            continue;
+        }
+        for ours in [true, false] {
+            let c_in = case.input[1];
+            let x = Tensor::<4>::random(case.input, Distribution::Normal(0.0, 1.0), &device);
+            let layer = Layer::build(case.kind, c_in, ours, &device);
+            let output = layer.forward(x.clone()).dims();
+            let flops = forward_flops(case, output);
+            let fwd = median_seconds(options.warmup, options.reps, || {
+                let _ = layer.forward(x.clone());
+                sync(&device);
+            });
+            let trained = Layer::build(case.kind, c_in, ours, &autodiff);
+            let x = Tensor::<4>::from_data(x.clone().into_data(), &autodiff).require_grad();
+            let dy = Tensor::<4>::random(output, Distribution::Normal(0.0, 1.0), &autodiff);
+            let fwd_bwd = median_seconds(options.warmup, options.reps, || {
+                let y = trained.forward(x.clone());
+                let _gradients = (y * dy.clone()).sum().backward();
+                sync(&autodiff);
+            });
+            println!(
+                "{{\"layer\": \"{}\", \"impl\": \"{}\", \"backend\": \"{}\", \"input\": {:?}, \"output\": {:?}, \
+                 \"fwd_ms\": {:.3}, \"fwd_gflops\": {:.2}, \"fwd_bwd_ms\": {:.3}, \"fwd_bwd_gflops\": {:.2}, \"fwd_gflop\": {:.4}}}",
+                case.name,
+                if ours { "ours" } else { "burn" },
+                options.backend,
+                case.input,
+                output,
+                fwd * 1e3,
+                flops / fwd / 1e9,
+                fwd_bwd * 1e3,
+                3.0 * flops / fwd_bwd / 1e9,
+                flops / 1e9,
+            );
+        }
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn bench_unet(options: &Options) {
+    // The network of torch_unet_bench.py: base 16, depth 4, batch 4, 1x128x128, 2 classes.
+    let (batch, size, classes) = (4, 128, 2);
+    let config = UNetConfig::new(1, classes)
+        .with_base_width(16)
+        .with_depth(4);
+    let base = options.backend.device();
+    let train = options.mode == "train";
+    let device = if train {
+        base.clone().autodiff()
+    } else {
+        base.clone()
+    };
+    device.seed(0);
+    let mut model = config.init(&device);
+    let x = Tensor::<4>::random(
+        [batch, 1, size, size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let target = Tensor::<3, Int>::random(
+        [batch, size, size],
+        Distribution::Uniform(0.0, classes as f64),
+        &device,
+    );
+    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut times = Vec::new();
+    for step in 0..options.warmup + options.reps {
+        let start = Instant::now();
+        if train {
+            let loss = cross_entropy(model.forward(x.clone()), target.clone());
+            let gradients = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(1e-3, model, gradients);
+            let _ = loss.into_scalar::<f32>();
+        } else {
+            let _ = model
+                .forward(x.clone())
+                .slice([0..1, 0..1, 0..1, 0..1])
+                .into_scalar::<f32>();
+        }
+        sync(&device);
+        if step >= options.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let params = model.num_params();
+    println!(
+        "{{\"mode\": \"{}\", \"backend\": \"{}\", \"images_per_s\": {:.3}, \"ms_per_step_median\": {:.2}, \
+         \"ms_per_step_min\": {:.2}, \"ms_per_step_max\": {:.2}, \"params\": {params}, \"batch\": {batch}, \
+         \"size\": {size}, \"base\": 16, \"peak_rss_bytes\": {}, \"steps\": {}}}",
+        options.mode,
+        options.backend,
+        batch as f64 / median,
+        median * 1e3,
+        times[0] * 1e3,
+        times[times.len() - 1] * 1e3,
+        peak_rss().map_or("null".to_string(), |b| b.to_string()),
+        options.reps,
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let what = args.next().unwrap_or_default();
+    let mut options = Options {
+        backend: Backend::Flex,
+        warmup: 3,
+        reps: 10,
+        only: None,
+        mode: "train".into(),
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .unwrap_or_else(|| fail(&format!("{flag} needs a value")));
+        let count = || {
+            value
+                .parse()
+                .unwrap_or_else(|_| fail(&format!("{flag} {value}: not a count")))
+        };
+        match flag.as_str() {
+            "--backend" => {
+                options.backend = value.parse().unwrap_or_else(|err| fail(&format!("{err}")))
+            }
+            "--warmup" => options.warmup = count(),
+            "--reps" | "--steps" => options.reps = count(),
+            "--only" => options.only = Some(value),
+            "--mode" if value == "train" || value == "infer" => options.mode = value,
+            _ => fail(&format!("unknown option {flag} {value}")),
+        }
+    }
+    match what.as_str() {
+        "conv" => bench_conv(&options),
+        "unet" => bench_unet(&options),
+        _ => fail("the first argument is `conv` or `unet`"),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("bench: {message}");
+    std::process::exit(2)
+}

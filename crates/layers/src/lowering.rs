@@ -1,0 +1,134 @@
+//! Cheaper exact forms of two convolutions a U-Net is full of, written as
+//! matrix products so that every backend and autodiff get them, with their
+//! gradients, for free:
+//!
+//! - a 1x1 convolution (stride 1, no padding) is one matrix product per
+//!   group over the pixels: `[c_out, c_in] x [c_in, h * w]` per image;
+//! - a transposed convolution whose stride equals its kernel (the U-Net's
+//!   k2 s2 upsampler) has no overlapping windows: one matrix product
+//!   `[c_out * kh * kw, c_in] x [c_in, h * w]` per image, then a
+//!   rearrangement of each pixel's `kh x kw` block into place.
+//!
+//! Both give the numbers of the general kernels up to the order of float
+//! additions; the conformance cases check them against PyTorch.
+
+use burn::tensor::Tensor;
+
+/// Whether to use the matrix-product forms for this input: when it carries
+/// gradients. Measured on flex (`docs/performance.md`), their backward pass is
+/// 1.5 to 2.5 times faster than Burn's convolution backward, but their
+/// forward pass alone is slower than Burn's direct kernels, so inference
+/// keeps those.
+pub(crate) fn worth_it(input: &Tensor<4>) -> bool {
+    input.is_autodiff()
+}
+
+/// Whether [`pointwise`] computes a convolution of this geometry.
+pub(crate) fn is_pointwise(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> bool {
+    kernel == [1, 1] && stride == [1, 1] && padding == [(0, 0); 2]
+}
+
+/// A 1x1 convolution without bias.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, height, width]`
+/// - `weight`: `[c_out, c_in / groups, 1, 1]`
+/// - output: `[batch, c_out, height, width]`
+pub(crate) fn pointwise(x: Tensor<4>, weight: Tensor<4>, groups: usize) -> Tensor<4> {
+    let [n, c_in, h, w] = x.dims();
+    let [c_out, group_in, _, _] = weight.dims();
+    let x = x.reshape([n, groups, c_in / groups, h * w]);
+    let weight = weight.reshape([1, groups, c_out / groups, group_in]);
+    weight.matmul(x).reshape([n, c_out, h, w])
+}
+
+/// Whether [`non_overlapping_transposed`] computes a transposed convolution
+/// of this geometry (before padding and output padding, which the caller applies).
+pub(crate) fn is_non_overlapping(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> bool {
+    kernel == stride && dilation == [1, 1] && groups == 1
+}
+
+/// A transposed convolution with stride equal to the kernel, one group, no
+/// dilation, padding or bias: every input pixel writes its own
+/// `kh x kw` block of the output.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, height, width]`
+/// - `weight`: `[c_in, c_out, kh, kw]`
+/// - output: `[batch, c_out, height * kh, width * kw]`
+pub(crate) fn non_overlapping_transposed(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    let [n, c_in, h, w] = x.dims();
+    let [_, c_out, kh, kw] = weight.dims();
+    let weight = weight
+        .reshape([c_in, c_out * kh * kw])
+        .transpose()
+        .reshape([1, c_out * kh * kw, c_in]);
+    let blocks = weight.matmul(x.reshape([n, c_in, h * w]));
+    // [n, c_out, kh, kw, h, w] -> [n, c_out, h, kh, w, kw]
+    blocks
+        .reshape([n, c_out, kh, kw, h, w])
+        .permute([0, 1, 4, 2, 5, 3])
+        .reshape([n, c_out, h * kh, w * kw])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::{conv_transpose2d, conv2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    use burn::tensor::{Device, Distribution};
+
+    fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn pointwise_equals_the_general_kernel() {
+        let device = Device::flex();
+        for groups in [1, 3] {
+            let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(
+                [9, 6 / groups, 1, 1],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let general = conv2d(
+                x.clone(),
+                w.clone(),
+                None,
+                ConvOptions::new([1, 1], [0, 0], [1, 1], groups),
+            );
+            assert!(max_difference(pointwise(x, w, groups), general) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn non_overlapping_transposed_equals_the_general_kernel() {
+        let device = Device::flex();
+        for kernel in [[2, 2], [3, 2]] {
+            let x = Tensor::<4>::random([2, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(
+                [4, 3, kernel[0], kernel[1]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let general = conv_transpose2d(
+                x.clone(),
+                w.clone(),
+                None,
+                ConvTransposeOptions::new(kernel, [0, 0], [0, 0], [1, 1], 1),
+            );
+            assert!(max_difference(non_overlapping_transposed(x, w), general) < 1e-5);
+        }
+    }
+}
