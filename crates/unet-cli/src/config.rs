@@ -149,11 +149,6 @@ impl TrainingConfig {
         }
         Ok(())
     }
-
-    /// The device to train on (with autodiff).
-    pub fn device(&self) -> Device {
-        device(self.backend, self.gpu).autodiff()
-    }
 }
 
 /// The device of `backend`; for `wgpu`, GPU number `gpu` (discrete GPUs
