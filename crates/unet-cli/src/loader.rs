@@ -103,6 +103,12 @@ impl EpochLoader {
         }
     }
 
+    /// A fresh epoch counter at this loader's next epoch: each copy (one per
+    /// device, or per slice of a multi-device run) counts its own epochs.
+    fn counter_copy(&self) -> Arc<AtomicUsize> {
+        Arc::new(AtomicUsize::new(self.next_epoch.load(Ordering::SeqCst)))
+    }
+
     /// The sample indices of `epoch`, in the order they are served, with
     /// the augmentation seed of each.
     fn plan(&self, epoch: usize) -> Vec<(usize, Option<u64>)> {
@@ -161,7 +167,7 @@ impl DataLoader<SegmentationBatch> for EpochLoader {
             indices: self.indices.clone(),
             batch_size: self.batch_size,
             order: self.order,
-            next_epoch: self.next_epoch.clone(),
+            next_epoch: self.counter_copy(),
             device: device.clone(),
         })
     }
@@ -172,7 +178,7 @@ impl DataLoader<SegmentationBatch> for EpochLoader {
             indices: self.indices[start..end.min(self.indices.len())].to_vec(),
             batch_size: self.batch_size,
             order: self.order,
-            next_epoch: self.next_epoch.clone(),
+            next_epoch: self.counter_copy(),
             device: self.device.clone(),
         })
     }

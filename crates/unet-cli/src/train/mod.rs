@@ -116,8 +116,6 @@ pub struct TrainReport {
     pub history: Vec<EpochRecord>,
     /// The epoch whose weights are in `model.bpk` (best validation Dice).
     pub best: EpochRecord,
-    /// Epochs trained by this call (fewer than configured when resuming).
-    pub epochs_run: usize,
 }
 
 impl TrainReport {
@@ -182,7 +180,7 @@ pub fn train_on(
     };
     let epochs = training.epochs;
     if start >= epochs {
-        return finish(config, &data, dir, history, 0, &base);
+        return finish(config, &data, dir, history, &base);
     }
 
     let device = base.clone().autodiff();
@@ -279,14 +277,13 @@ pub fn train_on(
     let result = run.launch(learner);
 
     let history = std::mem::take(&mut *history.lock().expect("no panic while locked"));
-    let epochs_run = history.len().saturating_sub(start);
     if let Some(error) = result.error {
         return Err(CliError::Training(error.to_string()));
     }
     if let Some(failure) = write_failure.lock().expect("no panic while locked").take() {
         return Err(failure);
     }
-    let report = finish(config, &data, dir, history, epochs_run, &base);
+    let report = finish(config, &data, dir, history, &base);
     if let Some(reason) = non_finite.lock().expect("no panic while locked").take() {
         let kept = match &report {
             Ok(report) => format!(
@@ -497,7 +494,6 @@ fn finish(
     data: &RunData,
     dir: &Path,
     history: Vec<EpochRecord>,
-    epochs_run: usize,
     device: &Device,
 ) -> Result<TrainReport, CliError> {
     let best = best_epoch(dir, &history).ok_or_else(|| CliError::ModelDir {
@@ -532,6 +528,5 @@ fn finish(
         dir: dir.to_path_buf(),
         history,
         best,
-        epochs_run,
     })
 }
