@@ -6,6 +6,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::cpu;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
@@ -231,6 +232,13 @@ impl Conv2d {
         let padding = self
             .padding
             .resolve(g.kernel_size(), g.stride(), g.dilation())?;
+        if cpu::applies(&input) {
+            let output = cpu::conv2d(input, self.weight.val(), self.options());
+            return Ok(match &self.bias {
+                Some(bias) => add_channel_bias(output, bias.val()),
+                None => output,
+            });
+        }
         // Training only: see `lowering::worth_it`.
         if lowering::worth_it(&input)
             && lowering::is_pointwise(g.kernel_size(), g.stride(), padding)

@@ -42,6 +42,7 @@ pub mod backend;
 pub mod conformance;
 mod conv2d;
 mod conv_transpose2d;
+mod cpu;
 mod error;
 mod geometry;
 mod init;

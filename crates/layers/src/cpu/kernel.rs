@@ -1,0 +1,571 @@
+//! The three products of a convolution on contiguous `f32` buffers, as
+//! im2col / col2im and one matrix product per image and group:
+//!
+//! - forward: `y[g] = W[g] x cols(x)`, `[c_out/g, K] x [K, oh*ow]`;
+//! - input gradient: `dx += col2im(W[g]^T x dy[g])`, `[K, c_out/g] x [c_out/g, oh*ow]`;
+//! - weight gradient: `dW[g] += dy[g] x cols(x)^T`, `[c_out/g, oh*ow] x [oh*ow, K]`;
+//!
+//! with `K = c_in/g * kh * kw` and `cols(x)` the `[K, oh*ow]` matrix whose
+//! row `(c, i, j)` holds the input pixels tap `(i, j)` of channel `c` sees at
+//! every output position (zero where it falls in the padding). Images run in
+//! parallel when there are at least as many as threads; otherwise the matrix
+//! products use the threads.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Everything the kernels need to know about one convolution. Shapes are
+/// those of the forward convolution `x [n, c_in, h, w] -> y [n, c_out, oh, ow]`
+/// with weight `[c_out, c_in / groups, kh, kw]`; only the leading padding is
+/// needed, the output size fixes the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub input: [usize; 2],
+    pub out_channels: usize,
+    pub output: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub padding: [usize; 2],
+    pub groups: usize,
+}
+
+impl ConvShape {
+    fn group_in(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    fn group_out(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Rows of `cols`: `c_in / groups * kh * kw`.
+    fn taps(&self) -> usize {
+        self.group_in() * self.kernel[0] * self.kernel[1]
+    }
+
+    fn input_len(&self) -> usize {
+        self.in_channels * self.input[0] * self.input[1]
+    }
+
+    fn output_len(&self) -> usize {
+        self.out_channels * self.output[0] * self.output[1]
+    }
+
+    fn pixels_out(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// Length of the im2col buffer: none where [`ConvShape::cols_are_input`].
+    fn scratch_len(&self) -> usize {
+        if self.cols_are_input() {
+            0
+        } else {
+            self.taps() * self.pixels_out()
+        }
+    }
+
+    /// Elements of the weight tensor.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.taps()
+    }
+
+    /// For tap offset `offset` (`i * dilation - padding`) along an axis,
+    /// the output positions `lo..hi` whose input coordinate
+    /// `o * stride + offset` lies inside `0..size`.
+    pub(crate) fn valid_range(
+        offset: isize,
+        stride: usize,
+        size: usize,
+        out: usize,
+    ) -> (usize, usize) {
+        let s = stride as isize;
+        // smallest o with o * s + offset >= 0
+        let lo = if offset >= 0 {
+            0
+        } else {
+            (-offset + s - 1) / s
+        };
+        // largest o with o * s + offset <= size - 1, plus one
+        let last = size as isize - 1 - offset;
+        let hi = if last < 0 { 0 } else { last / s + 1 };
+        let lo = (lo as usize).min(out);
+        (lo, (hi as usize).clamp(lo, out))
+    }
+
+    /// Whether `cols(x)` is `x` itself (a 1x1 kernel, stride 1, no
+    /// padding): then the kernels skip im2col and col2im.
+    fn cols_are_input(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// The input coordinate offset of tap `i` along `axis`.
+    pub(crate) fn offset(&self, axis: usize, i: usize) -> isize {
+        (i * self.dilation[axis]) as isize - self.padding[axis] as isize
+    }
+}
+
+/// Fills `cols` (`[K, oh*ow]`) from the channels of group `group` of one image `x` (`[c_in, h, w]`).
+fn im2col(shape: &ConvShape, x: &[f32], group: usize, cols: &mut [f32]) {
+    let [h, w] = shape.input;
+    let [oh, ow] = shape.output;
+    let [kh, kw] = shape.kernel;
+    let [sh, sw] = shape.stride;
+    let mut rows = cols.chunks_exact_mut(oh * ow);
+    for c in 0..shape.group_in() {
+        let plane = &x[(group * shape.group_in() + c) * h * w..][..h * w];
+        for i in 0..kh {
+            let dy = shape.offset(0, i);
+            let (y_lo, y_hi) = ConvShape::valid_range(dy, sh, h, oh);
+            for j in 0..kw {
+                let dx = shape.offset(1, j);
+                let (x_lo, x_hi) = ConvShape::valid_range(dx, sw, w, ow);
+                let row = rows.next().expect("cols holds K rows");
+                row[..y_lo * ow].fill(0.0);
+                row[y_hi * ow..].fill(0.0);
+                for oy in y_lo..y_hi {
+                    let src = &plane[((oy * sh) as isize + dy) as usize * w..][..w];
+                    let dst = &mut row[oy * ow..][..ow];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
+                    if x_lo < x_hi {
+                        let start = ((x_lo * sw) as isize + dx) as usize;
+                        if sw == 1 {
+                            dst[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
+                        } else {
+                            for (d, s) in dst[x_lo..x_hi]
+                                .iter_mut()
+                                .zip(src[start..].iter().step_by(sw))
+                            {
+                                *d = *s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `cols(x)` of group `group` of one image: `x`'s own channels where
+/// [`ConvShape::cols_are_input`], else [`im2col`] into `scratch`.
+fn group_cols<'a>(
+    shape: &ConvShape,
+    x: &'a [f32],
+    group: usize,
+    scratch: &'a mut [f32],
+) -> &'a [f32] {
+    let len = shape.taps() * shape.pixels_out();
+    if shape.cols_are_input() {
+        &x[group * len..][..len]
+    } else {
+        im2col(shape, x, group, scratch);
+        scratch
+    }
+}
+
+/// Adds `cols` (`[K, oh*ow]`) back into the channels of group `group` of one
+/// image gradient `dx` (`[c_in, h, w]`): the adjoint of [`im2col`].
+fn col2im_add(shape: &ConvShape, cols: &[f32], group: usize, dx: &mut [f32]) {
+    let [h, w] = shape.input;
+    let [oh, ow] = shape.output;
+    let [kh, kw] = shape.kernel;
+    let [sh, sw] = shape.stride;
+    let mut rows = cols.chunks_exact(oh * ow);
+    for c in 0..shape.group_in() {
+        let plane = &mut dx[(group * shape.group_in() + c) * h * w..][..h * w];
+        for i in 0..kh {
+            let dy = shape.offset(0, i);
+            let (y_lo, y_hi) = ConvShape::valid_range(dy, sh, h, oh);
+            for j in 0..kw {
+                let dxo = shape.offset(1, j);
+                let (x_lo, x_hi) = ConvShape::valid_range(dxo, sw, w, ow);
+                let row = rows.next().expect("cols holds K rows");
+                if x_lo >= x_hi {
+                    continue;
+                }
+                for oy in y_lo..y_hi {
+                    let dst = &mut plane[((oy * sh) as isize + dy) as usize * w..][..w];
+                    let src = &row[oy * ow + x_lo..oy * ow + x_hi];
+                    let start = ((x_lo * sw) as isize + dxo) as usize;
+                    if sw == 1 {
+                        for (d, s) in dst[start..start + src.len()].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[start..].iter_mut().step_by(sw).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major matrix view: `rows x cols` with the given strides.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Mat {
+    fn rows(data: &[f32], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    fn transposed(data: &[f32], cols: usize) -> Self {
+        Mat {
+            ptr: data.as_ptr(),
+            row_stride: 1,
+            col_stride: cols as isize,
+        }
+    }
+}
+
+/// `dst [m, n] (row-major) = accumulate * dst + lhs [m, k] x rhs [k, n]`.
+fn matmul(
+    dst: &mut [f32],
+    [m, k, n]: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds `m * n` values, and the callers build `lhs` and
+    // `rhs` from slices holding `m * k` and `k * n` values with these strides.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// How to share the threads: over images, or inside each matrix product.
+fn split(batch: usize) -> (bool, Parallelism) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && batch >= threads {
+        (true, Parallelism::None)
+    } else if threads > 1 {
+        (false, Parallelism::Rayon(0))
+    } else {
+        (false, Parallelism::None)
+    }
+}
+
+/// Runs `per_image(image, scratch)` for every image, in parallel when [`split`] says so.
+fn for_each_image<T: Send>(
+    batch: usize,
+    outputs: &mut [T],
+    chunk: usize,
+    scratch_len: usize,
+    per_image: impl Fn(usize, &mut [T], &mut Vec<f32>, Parallelism) + Sync,
+) {
+    let (over_images, parallelism) = split(batch);
+    if over_images {
+        outputs.par_chunks_mut(chunk).enumerate().for_each_init(
+            || vec![0.0; scratch_len],
+            |scratch, (b, out)| per_image(b, out, scratch, parallelism),
+        );
+    } else {
+        let mut scratch = vec![0.0; scratch_len];
+        for (b, out) in outputs.chunks_mut(chunk).enumerate() {
+            per_image(b, out, &mut scratch, parallelism);
+        }
+    }
+}
+
+/// The convolution of `x` (`[n, c_in, h, w]`) with `weight` (`[c_out, c_in/g, kh, kw]`):
+/// `[n, c_out, oh, ow]`, without bias.
+pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
+    let mut y = vec![0.0; shape.batch * shape.output_len()];
+    if shape.batch == 0 || p == 0 {
+        return y;
+    }
+    for_each_image(
+        shape.batch,
+        &mut y,
+        shape.output_len(),
+        shape.scratch_len(),
+        |b, y, cols, parallelism| {
+            let x = &x[b * shape.input_len()..][..shape.input_len()];
+            for g in 0..shape.groups {
+                let cols = group_cols(shape, x, g, cols);
+                matmul(
+                    &mut y[g * go * p..][..go * p],
+                    [go, k, p],
+                    Mat::rows(&weight[g * go * k..], k),
+                    Mat::rows(cols, p),
+                    false,
+                    parallelism,
+                );
+            }
+        },
+    );
+    y
+}
+
+/// The gradient of the input: `[n, c_in, h, w]` from `dy` (`[n, c_out, oh, ow]`).
+/// It is also the transposed convolution of `dy` with `weight`.
+pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
+    let mut dx = vec![0.0; shape.batch * shape.input_len()];
+    if shape.batch == 0 || p == 0 {
+        return dx;
+    }
+    for_each_image(
+        shape.batch,
+        &mut dx,
+        shape.input_len(),
+        shape.scratch_len(),
+        |b, dx, cols, parallelism| {
+            let dy = &dy[b * shape.output_len()..][..shape.output_len()];
+            for g in 0..shape.groups {
+                let lhs = Mat::transposed(&weight[g * go * k..], k);
+                let rhs = Mat::rows(&dy[g * go * p..], p);
+                if shape.cols_are_input() {
+                    let dx = &mut dx[g * k * p..][..k * p];
+                    matmul(dx, [k, go, p], lhs, rhs, false, parallelism);
+                } else {
+                    matmul(cols, [k, go, p], lhs, rhs, false, parallelism);
+                    col2im_add(shape, cols, g, dx);
+                }
+            }
+        },
+    );
+    dx
+}
+
+/// The gradient of the weight: `[c_out, c_in/g, kh, kw]` from `x` and `dy`.
+pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
+    let len = shape.weight_len();
+    let image = |b: usize, dw: &mut [f32], cols: &mut [f32], parallelism| {
+        let x = &x[b * shape.input_len()..][..shape.input_len()];
+        let dy = &dy[b * shape.output_len()..][..shape.output_len()];
+        for g in 0..shape.groups {
+            let cols = group_cols(shape, x, g, cols);
+            matmul(
+                &mut dw[g * go * k..][..go * k],
+                [go, p, k],
+                Mat::rows(&dy[g * go * p..], p),
+                Mat::transposed(cols, p),
+                true,
+                parallelism,
+            );
+        }
+    };
+    if shape.batch == 0 || p == 0 {
+        return vec![0.0; len];
+    }
+    let (over_images, parallelism) = split(shape.batch);
+    if over_images {
+        (0..shape.batch)
+            .into_par_iter()
+            .fold(
+                || (vec![0.0; len], vec![0.0; shape.scratch_len()]),
+                |(mut dw, mut cols), b| {
+                    image(b, &mut dw, &mut cols, parallelism);
+                    (dw, cols)
+                },
+            )
+            .map(|(dw, _)| dw)
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .expect("batch is not empty")
+    } else {
+        let mut dw = vec![0.0; len];
+        let mut cols = vec![0.0; shape.scratch_len()];
+        for b in 0..shape.batch {
+            image(b, &mut dw, &mut cols, parallelism);
+        }
+        dw
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The convolution and its two gradients by their definitions, in f64:
+    /// `(y, dx, dw)` for output gradient `dy`.
+    pub(crate) fn reference(
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let [h, wd] = shape.input;
+        let [oh, ow] = shape.output;
+        let [kh, kw] = shape.kernel;
+        let (gi, go) = (shape.group_in(), shape.group_out());
+        let mut y = vec![0.0; shape.batch * shape.output_len()];
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w.len()];
+        for b in 0..shape.batch {
+            for co in 0..shape.out_channels {
+                let g = co / go;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let yi = ((b * shape.out_channels + co) * oh + oy) * ow + ox;
+                        for c in 0..gi {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let iy = (oy * shape.stride[0]) as isize + shape.offset(0, i);
+                                    let ix = (ox * shape.stride[1]) as isize + shape.offset(1, j);
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * shape.in_channels + g * gi + c) * h
+                                        + iy as usize)
+                                        * wd
+                                        + ix as usize;
+                                    let wi = ((co * gi + c) * kh + i) * kw + j;
+                                    y[yi] += x[xi] as f64 * w[wi] as f64;
+                                    dx[xi] += dy[yi] as f64 * w[wi] as f64;
+                                    dw[wi] += dy[yi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    pub(crate) fn assert_close(name: &str, shape: &ConvShape, ours: &[f32], expected: &[f64]) {
+        assert_eq!(ours.len(), expected.len(), "{name} {shape:?}");
+        for (a, b) in ours.iter().zip(expected) {
+            assert!((*a as f64 - b).abs() < 1e-4, "{name} {shape:?}: {a} vs {b}");
+        }
+    }
+
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A small deterministic sequence in [-1, 1).
+        (0..len as u32)
+            .map(|i| {
+                let v = i
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(97));
+                (v >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Test shapes: the variants of `base` with their output sizes filled in
+    /// (symmetric padding).
+    pub(crate) fn with_outputs(variants: &[ConvShape]) -> Vec<ConvShape> {
+        variants
+            .iter()
+            .map(|s| {
+                let out = |a: usize| {
+                    (s.input[a] + 2 * s.padding[a] - s.dilation[a] * (s.kernel[a] - 1) - 1)
+                        / s.stride[a]
+                        + 1
+                };
+                ConvShape {
+                    output: [out(0), out(1)],
+                    ..*s
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) const BASE: ConvShape = ConvShape {
+        batch: 3,
+        in_channels: 4,
+        input: [7, 6],
+        out_channels: 6,
+        output: [0, 0],
+        kernel: [3, 2],
+        stride: [1, 1],
+        dilation: [1, 1],
+        padding: [1, 0],
+        groups: 1,
+    };
+
+    fn shapes() -> Vec<ConvShape> {
+        let base = BASE;
+        with_outputs(&[
+            base,
+            ConvShape {
+                stride: [2, 3],
+                ..base
+            },
+            ConvShape {
+                dilation: [2, 2],
+                padding: [2, 1],
+                ..base
+            },
+            ConvShape { groups: 2, ..base },
+            ConvShape {
+                groups: 2,
+                batch: 1,
+                padding: [0, 3],
+                ..base
+            },
+            ConvShape {
+                in_channels: 6,
+                groups: 6,
+                kernel: [3, 3],
+                padding: [1, 1],
+                ..base
+            },
+            ConvShape {
+                kernel: [1, 1],
+                padding: [0, 0],
+                ..base
+            },
+            ConvShape {
+                kernel: [1, 1],
+                padding: [0, 0],
+                groups: 2,
+                ..base
+            },
+        ])
+    }
+
+    #[test]
+    fn forward_and_gradients_are_the_definitions() {
+        for shape in shapes() {
+            let x = values(shape.batch * shape.input_len(), 1);
+            let w = values(shape.weight_len(), 2);
+            let dy = values(shape.batch * shape.output_len(), 3);
+            let (y, dx, dw) = reference(&shape, &x, &w, &dy);
+            assert_close("forward", &shape, &forward(&shape, &x, &w), &y);
+            assert_close("input_grad", &shape, &input_grad(&shape, &dy, &w), &dx);
+            assert_close("weight_grad", &shape, &weight_grad(&shape, &x, &dy), &dw);
+        }
+    }
+}
