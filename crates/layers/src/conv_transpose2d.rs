@@ -6,6 +6,7 @@ use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::cpu;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
@@ -302,7 +303,15 @@ impl ConvTranspose2d {
         // 0.22 requires padding <= dilation * (kernel - 1)), and adding the
         // bias here gives its gradient through the plain broadcast rule.
         // Training only: see `lowering::worth_it`.
-        let full = if lowering::worth_it(&input)
+        let full = if cpu::applies(&input) {
+            cpu::conv_transpose2d(
+                input,
+                self.weight.val(),
+                g.stride(),
+                g.dilation(),
+                g.groups(),
+            )
+        } else if lowering::worth_it(&input)
             && lowering::is_non_overlapping(g.kernel_size(), g.stride(), g.dilation(), g.groups())
         {
             lowering::non_overlapping_transposed(input, self.weight.val())

@@ -12,10 +12,10 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, NdArray, TensorMetadata, backend_extension};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, TensorData};
 
-use super::{conv_shape, depthwise, kernel};
+use super::{conv_shape, transposed_shape};
 
 /// A convolution whose forward and backward passes a backend may implement
 /// itself. The defaults are Burn's own kernels.
@@ -28,6 +28,25 @@ pub trait CpuConv: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, None, options)
+    }
+
+    /// The transposed convolution of `x` (`[n, c_in, h, w]`) with `weight`
+    /// (`[c_in, c_out / groups, kh, kw]`), without padding or bias: the
+    /// adjoint of the convolution `options` describes (stride, dilation,
+    /// groups; no padding). Output `[n, c_out, (h - 1) * s + d * (kh - 1) + 1, ..]`.
+    fn cpu_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let options = ConvTransposeOptions::new(
+            options.stride,
+            [0, 0],
+            [0, 0],
+            options.dilation,
+            options.groups,
+        );
+        Self::conv_transpose2d(x, weight, None, options)
     }
 
     /// The gradient of [`CpuConv::cpu_conv2d`] with respect to `x`.
@@ -130,13 +149,7 @@ fn host_conv2d<B: HostTensors>(
         return B::conv2d(x, weight, None, options);
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
-    let y = with_host2::<B, _>(x.clone(), weight, |x, w| {
-        if depthwise::applies(&shape) {
-            depthwise::forward(&shape, x, w)
-        } else {
-            kernel::forward(&shape, x, w)
-        }
-    });
+    let y = with_host2::<B, _>(x.clone(), weight, |x, w| super::forward(&shape, x, w));
     let dims = [
         shape.batch,
         shape.out_channels,
@@ -157,11 +170,7 @@ fn host_input_grad<B: HostTensors>(
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
     let dx = with_host2::<B, _>(output_grad, weight, |dy, w| {
-        if depthwise::applies(&shape) {
-            depthwise::input_grad(&shape, dy, w)
-        } else {
-            kernel::input_grad(&shape, dy, w)
-        }
+        super::input_grad(&shape, dy, w)
     });
     let dims = [
         shape.batch,
@@ -183,13 +192,39 @@ fn host_weight_grad<B: HostTensors>(
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
     let dw = with_host2::<B, _>(x.clone(), output_grad, |x, dy| {
-        if depthwise::applies(&shape) {
-            depthwise::weight_grad(&shape, x, dy)
-        } else {
-            kernel::weight_grad(&shape, x, dy)
-        }
+        super::weight_grad(&shape, x, dy)
     });
     B::from_host(dw, weight.shape().dims(), &x)
+}
+
+fn host_conv_transpose2d<B: HostTensors>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    if !is_f32::<B>(&x, &weight) {
+        return B::conv_transpose2d(
+            x,
+            weight,
+            None,
+            ConvTransposeOptions::new(
+                options.stride,
+                [0, 0],
+                [0, 0],
+                options.dilation,
+                options.groups,
+            ),
+        );
+    }
+    let shape = transposed_shape(&x.shape(), &weight.shape(), &options);
+    let y = with_host2::<B, _>(x.clone(), weight, |x, w| super::input_grad(&shape, x, w));
+    let dims = [
+        shape.batch,
+        shape.in_channels,
+        shape.input[0],
+        shape.input[1],
+    ];
+    B::from_host(y, dims, &x)
 }
 
 macro_rules! host_cpu_conv {
@@ -201,6 +236,14 @@ macro_rules! host_cpu_conv {
                 options: ConvOptions<2>,
             ) -> FloatTensor<Self> {
                 host_conv2d::<Self>(x, weight, options)
+            }
+
+            fn cpu_conv_transpose2d(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                options: ConvOptions<2>,
+            ) -> FloatTensor<Self> {
+                host_conv_transpose2d::<Self>(x, weight, options)
             }
 
             fn cpu_conv2d_input_grad(
@@ -257,7 +300,67 @@ impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvBackward {
     }
 }
 
+/// The backward node of [`CpuConv::cpu_conv_transpose2d`] under autodiff:
+/// with `C` the convolution it is the adjoint of, the input gradient is `C`
+/// applied to the output gradient, and the weight gradient is `C`'s weight
+/// gradient with the roles of input and output exchanged.
+#[derive(Debug)]
+struct CpuConvTransposeBackward;
+
+impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvTransposeBackward {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+        if let Some(node) = node_x {
+            let dx = B::cpu_conv2d(grad.clone(), weight.clone(), options.clone());
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            let dw = B::cpu_conv2d_weight_grad(grad, weight, x, options);
+            grads.register::<B>(node.id, dw);
+        }
+    }
+}
+
 impl<B: Backend + CpuConv, C: CheckpointStrategy> CpuConv for Autodiff<B, C> {
+    fn cpu_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match CpuConvTransposeBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let y = B::cpu_conv_transpose2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    options.clone(),
+                );
+                prep.finish((x_state, weight_state, options), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_conv_transpose2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                options,
+            )),
+        }
+    }
+
     fn cpu_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -50,6 +50,55 @@ pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -
     ))
 }
 
+/// The transposed convolution of `x` with `weight` before padding, output
+/// padding and bias, through [`CpuConv`]. Call only where [`applies`] holds.
+///
+/// # Shapes
+/// - `x`: `[batch, in_channels, height, width]`
+/// - `weight`: `[in_channels, out_channels / groups, kh, kw]`
+/// - output: `[batch, out_channels, (height - 1) * stride + dilation * (kh - 1) + 1, ..]`
+pub(crate) fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Tensor<4> {
+    let options = ConvOptions::new(stride, [0, 0], dilation, groups);
+    Tensor::from_dispatch(<Dispatch as CpuConv>::cpu_conv_transpose2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ))
+}
+
+/// The convolution kernel for `shape`: depthwise loops or im2col + gemm.
+fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    if depthwise::applies(shape) {
+        depthwise::forward(shape, x, weight)
+    } else {
+        kernel::forward(shape, x, weight)
+    }
+}
+
+/// The input-gradient kernel for `shape` (also the transposed convolution).
+fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+    if depthwise::applies(shape) {
+        depthwise::input_grad(shape, dy, weight)
+    } else {
+        kernel::input_grad(shape, dy, weight)
+    }
+}
+
+/// The weight-gradient kernel for `shape`.
+fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if depthwise::applies(shape) {
+        depthwise::weight_grad(shape, x, dy)
+    } else {
+        kernel::weight_grad(shape, x, dy)
+    }
+}
+
 /// The kernels' view of a convolution of `x` (`[n, c_in, h, w]`) by `weight`.
 pub(crate) fn conv_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> ConvShape {
     let [batch, in_channels, h, w] = x.dims();
@@ -71,6 +120,33 @@ pub(crate) fn conv_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) ->
         stride: options.stride,
         dilation: options.dilation,
         padding,
+        groups: options.groups,
+    }
+}
+
+/// The convolution (no padding) whose input gradient is the transposed
+/// convolution of `x` (`[n, c_in, h, w]`) by `weight` (`[c_in, c_out / g, kh, kw]`):
+/// it maps `c_out` channels of the full transposed size back to `c_in`
+/// channels of size `h x w`.
+pub(crate) fn transposed_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> ConvShape {
+    let [batch, in_channels, h, w] = x.dims();
+    let [_, group_out, kh, kw] = weight.dims();
+    let full = std::array::from_fn(|a| {
+        // The layers refuse empty inputs before they get here.
+        [h, w][a].saturating_sub(1) * options.stride[a]
+            + options.dilation[a] * ([kh, kw][a] - 1)
+            + 1
+    });
+    ConvShape {
+        batch,
+        in_channels: group_out * options.groups,
+        input: full,
+        out_channels: in_channels,
+        output: [h, w],
+        kernel: [kh, kw],
+        stride: options.stride,
+        dilation: options.dilation,
+        padding: [0, 0],
         groups: options.groups,
     }
 }
