@@ -39,14 +39,7 @@ pub trait CpuConv: Backend {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let options = ConvTransposeOptions::new(
-            options.stride,
-            [0, 0],
-            [0, 0],
-            options.dilation,
-            options.groups,
-        );
-        Self::conv_transpose2d(x, weight, None, options)
+        Self::conv_transpose2d(x, weight, None, adjoint_options(&options))
     }
 
     /// The gradient of [`CpuConv::cpu_conv2d`] with respect to `x`.
@@ -126,20 +119,36 @@ impl HostTensors for NdArray {
     }
 }
 
-/// Runs `f` on the values of two tensors.
-fn with_host2<B: HostTensors, R>(
+/// Runs `kernel` on the values of `a` and `b` and hands its result back,
+/// shaped `dims`, on the device of `like`.
+fn on_host<B: HostTensors>(
     a: FloatTensor<B>,
     b: FloatTensor<B>,
-    f: impl FnOnce(&[f32], &[f32]) -> R,
-) -> R {
-    B::with_host(a, |a| B::with_host(b, |b| f(a, b)))
+    like: &FloatTensor<B>,
+    dims: [usize; 4],
+    kernel: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> FloatTensor<B> {
+    let values = B::with_host(a, |a| B::with_host(b, |b| kernel(a, b)));
+    B::from_host(values, dims, like)
 }
 
 fn is_f32<B: Backend>(a: &FloatTensor<B>, b: &FloatTensor<B>) -> bool {
     a.dtype() == DType::F32 && b.dtype() == DType::F32
 }
 
-/// The three kernels for a host backend, falling back to Burn's for other dtypes.
+/// Burn's options for the transposed convolution that is the adjoint of
+/// the unpadded convolution `options` describes.
+fn adjoint_options(options: &ConvOptions<2>) -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new(
+        options.stride,
+        [0, 0],
+        [0, 0],
+        options.dilation,
+        options.groups,
+    )
+}
+
+/// The kernels for a host backend, falling back to Burn's for other dtypes.
 fn host_conv2d<B: HostTensors>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
@@ -149,14 +158,9 @@ fn host_conv2d<B: HostTensors>(
         return B::conv2d(x, weight, None, options);
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
-    let y = with_host2::<B, _>(x.clone(), weight, |x, w| super::forward(&shape, x, w));
-    let dims = [
-        shape.batch,
-        shape.out_channels,
-        shape.output[0],
-        shape.output[1],
-    ];
-    B::from_host(y, dims, &x)
+    on_host::<B>(x.clone(), weight, &x, shape.output_dims(), |x, w| {
+        super::forward(&shape, x, w)
+    })
 }
 
 fn host_input_grad<B: HostTensors>(
@@ -169,16 +173,9 @@ fn host_input_grad<B: HostTensors>(
         return B::conv2d_x_backward(x, weight, output_grad, options);
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
-    let dx = with_host2::<B, _>(output_grad, weight, |dy, w| {
+    on_host::<B>(output_grad, weight, &x, shape.input_dims(), |dy, w| {
         super::input_grad(&shape, dy, w)
-    });
-    let dims = [
-        shape.batch,
-        shape.in_channels,
-        shape.input[0],
-        shape.input[1],
-    ];
-    B::from_host(dx, dims, &x)
+    })
 }
 
 fn host_weight_grad<B: HostTensors>(
@@ -191,10 +188,13 @@ fn host_weight_grad<B: HostTensors>(
         return B::conv2d_weight_backward(x, weight, output_grad, options);
     }
     let shape = conv_shape(&x.shape(), &weight.shape(), &options);
-    let dw = with_host2::<B, _>(x.clone(), output_grad, |x, dy| {
-        super::weight_grad(&shape, x, dy)
-    });
-    B::from_host(dw, weight.shape().dims(), &x)
+    on_host::<B>(
+        x.clone(),
+        output_grad,
+        &x,
+        weight.shape().dims(),
+        |x, dy| super::weight_grad(&shape, x, dy),
+    )
 }
 
 fn host_conv_transpose2d<B: HostTensors>(
@@ -203,28 +203,12 @@ fn host_conv_transpose2d<B: HostTensors>(
     options: ConvOptions<2>,
 ) -> FloatTensor<B> {
     if !is_f32::<B>(&x, &weight) {
-        return B::conv_transpose2d(
-            x,
-            weight,
-            None,
-            ConvTransposeOptions::new(
-                options.stride,
-                [0, 0],
-                [0, 0],
-                options.dilation,
-                options.groups,
-            ),
-        );
+        return B::conv_transpose2d(x, weight, None, adjoint_options(&options));
     }
     let shape = transposed_shape(&x.shape(), &weight.shape(), &options);
-    let y = with_host2::<B, _>(x.clone(), weight, |x, w| super::input_grad(&shape, x, w));
-    let dims = [
-        shape.batch,
-        shape.in_channels,
-        shape.input[0],
-        shape.input[1],
-    ];
-    B::from_host(y, dims, &x)
+    on_host::<B>(x.clone(), weight, &x, shape.input_dims(), |x, w| {
+        super::input_grad(&shape, x, w)
+    })
 }
 
 macro_rules! host_cpu_conv {
@@ -270,9 +254,58 @@ macro_rules! host_cpu_conv {
 host_cpu_conv!(Flex);
 host_cpu_conv!(NdArray);
 
-/// The backward node of [`CpuConv::cpu_conv2d`] under autodiff.
+/// Which operation an autodiff node records: both are the same three
+/// kernels, with the roles of input and output exchanged.
+#[derive(Debug, Clone, Copy)]
+enum Recorded {
+    /// [`CpuConv::cpu_conv2d`].
+    Conv,
+    /// [`CpuConv::cpu_conv_transpose2d`], the adjoint of the convolution `C`
+    /// its options describe: its input gradient is `C` applied to the output
+    /// gradient, its weight gradient `C`'s weight gradient with input and
+    /// output exchanged.
+    Transposed,
+}
+
+impl Recorded {
+    fn forward<B: CpuConv>(
+        self,
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<B> {
+        match self {
+            Recorded::Conv => B::cpu_conv2d(x, weight, options),
+            Recorded::Transposed => B::cpu_conv_transpose2d(x, weight, options),
+        }
+    }
+
+    /// `(input gradient, weight gradient)`, each computed only when asked for.
+    fn backward<B: CpuConv>(
+        self,
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        options: ConvOptions<2>,
+        [want_x, want_weight]: [bool; 2],
+    ) -> [Option<FloatTensor<B>>; 2] {
+        let dx = want_x.then(|| match self {
+            Recorded::Conv => {
+                B::cpu_conv2d_input_grad(x.clone(), weight.clone(), grad.clone(), options.clone())
+            }
+            Recorded::Transposed => B::cpu_conv2d(grad.clone(), weight.clone(), options.clone()),
+        });
+        let dw = want_weight.then(|| match self {
+            Recorded::Conv => B::cpu_conv2d_weight_grad(x, weight, grad, options),
+            Recorded::Transposed => B::cpu_conv2d_weight_grad(grad, weight, x, options),
+        });
+        [dx, dw]
+    }
+}
+
+/// The backward node of a [`Recorded`] operation under autodiff.
 #[derive(Debug)]
-struct CpuConvBackward;
+struct CpuConvBackward(Recorded);
 
 impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvBackward {
     type State = (NodeId, NodeId, ConvOptions<2>);
@@ -288,100 +321,55 @@ impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvBackward {
         let (x_state, weight_state, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-        if let Some(node) = node_x {
-            let dx =
-                B::cpu_conv2d_input_grad(x.clone(), weight.clone(), grad.clone(), options.clone());
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            let dw = B::cpu_conv2d_weight_grad(x, weight, grad, options);
-            grads.register::<B>(node.id, dw);
+        let wanted = [node_x.is_some(), node_weight.is_some()];
+        let [dx, dw] = self.0.backward::<B>(x, weight, grad, options, wanted);
+        for (node, grad) in [(node_x, dx), (node_weight, dw)] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }
 
-/// The backward node of [`CpuConv::cpu_conv_transpose2d`] under autodiff:
-/// with `C` the convolution it is the adjoint of, the input gradient is `C`
-/// applied to the output gradient, and the weight gradient is `C`'s weight
-/// gradient with the roles of input and output exchanged.
-#[derive(Debug)]
-struct CpuConvTransposeBackward;
-
-impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvTransposeBackward {
-    type State = (NodeId, NodeId, ConvOptions<2>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-        if let Some(node) = node_x {
-            let dx = B::cpu_conv2d(grad.clone(), weight.clone(), options.clone());
-            grads.register::<B>(node.id, dx);
+/// Runs `op` on the inner backend and, when gradients are tracked, records
+/// its backward node.
+fn record<B: Backend + CpuConv, C: CheckpointStrategy>(
+    op: Recorded,
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match CpuConvBackward(op)
+        .prepare::<C>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let weight_state = prep.checkpoint(&weight);
+            let y = op.forward::<B>(x.into_primitive(), weight.into_primitive(), options.clone());
+            prep.finish((x_state, weight_state, options), y)
         }
-        if let Some(node) = node_weight {
-            let dw = B::cpu_conv2d_weight_grad(grad, weight, x, options);
-            grads.register::<B>(node.id, dw);
+        OpsKind::UnTracked(prep) => {
+            prep.finish(op.forward::<B>(x.into_primitive(), weight.into_primitive(), options))
         }
     }
 }
 
 impl<B: Backend + CpuConv, C: CheckpointStrategy> CpuConv for Autodiff<B, C> {
-    fn cpu_conv_transpose2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        match CpuConvTransposeBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let y = B::cpu_conv_transpose2d(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    options.clone(),
-                );
-                prep.finish((x_state, weight_state, options), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::cpu_conv_transpose2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-            )),
-        }
-    }
-
     fn cpu_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match CpuConvBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let y = B::cpu_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
-                prep.finish((x_state, weight_state, options), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::cpu_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-            )),
-        }
+        record::<B, C>(Recorded::Conv, x, weight, options)
+    }
+
+    fn cpu_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        record::<B, C>(Recorded::Transposed, x, weight, options)
     }
 }

@@ -67,6 +67,21 @@ impl ConvShape {
         }
     }
 
+    /// `[batch, in_channels, height, width]` of the input.
+    pub fn input_dims(&self) -> [usize; 4] {
+        [self.batch, self.in_channels, self.input[0], self.input[1]]
+    }
+
+    /// `[batch, out_channels, height, width]` of the output.
+    pub fn output_dims(&self) -> [usize; 4] {
+        [
+            self.batch,
+            self.out_channels,
+            self.output[0],
+            self.output[1],
+        ]
+    }
+
     /// Elements of the weight tensor.
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.taps()

@@ -20,6 +20,7 @@ use burn::backend::Dispatch;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Shape, Tensor};
 
+use crate::shape::{conv_output_size, conv_transpose_output_size};
 use extension::CpuConv;
 use kernel::ConvShape;
 
@@ -106,9 +107,14 @@ pub(crate) fn conv_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) ->
     let padding = options.padding_begin();
     let end = options.padding_end();
     let output = std::array::from_fn(|a| {
-        let size = [h, w][a] + padding[a] + end[a];
-        let span = options.dilation[a] * ([kh, kw][a] - 1) + 1;
-        (size - span) / options.stride[a] + 1
+        conv_output_size(
+            [h, w][a],
+            [kh, kw][a],
+            options.stride[a],
+            (padding[a], end[a]),
+            options.dilation[a],
+        )
+        .expect("the layers check the output size before they get here")
     });
     ConvShape {
         batch,
@@ -132,10 +138,15 @@ pub(crate) fn transposed_shape(x: &Shape, weight: &Shape, options: &ConvOptions<
     let [batch, in_channels, h, w] = x.dims();
     let [_, group_out, kh, kw] = weight.dims();
     let full = std::array::from_fn(|a| {
-        // The layers refuse empty inputs before they get here.
-        [h, w][a].saturating_sub(1) * options.stride[a]
-            + options.dilation[a] * ([kh, kw][a] - 1)
-            + 1
+        conv_transpose_output_size(
+            [h, w][a],
+            [kh, kw][a],
+            options.stride[a],
+            0,
+            0,
+            options.dilation[a],
+        )
+        .expect("the layers check the output size before they get here")
     });
     ConvShape {
         batch,
