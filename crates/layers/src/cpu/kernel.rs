@@ -433,52 +433,70 @@ pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
 }
 
 /// The gradient of the weight: `[c_out, c_in/g, kh, kw]` from `x` and `dy`.
+///
+/// Each group's product is computed transposed, `dW[g]^T += cols(x) x dy[g]^T`
+/// (`[K, oh*ow] x [oh*ow, c_out/g]`), and the small result transposed at the
+/// end. The orientation matters: `gemm` makes its destination column-major,
+/// and in this one the large `cols(x)` is its right-hand side with the
+/// reduction dimension contiguous, which it reads in place; computed as
+/// `dy[g] x cols(x)^T` it would first copy all of `cols(x)` into packed
+/// panels. 1.7-1.9x faster at U-Net shapes.
 pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
     let len = shape.weight_len();
-    let image = |b: usize, dw: &mut [f32], cols: &mut [f32], parallelism| {
+    if shape.batch == 0 || p == 0 {
+        return vec![0.0; len];
+    }
+    // `dwt` holds `[groups, K, c_out/g]`.
+    let image = |b: usize, dwt: &mut [f32], cols: &mut [f32], parallelism| {
         let x = &x[b * shape.input_len()..][..shape.input_len()];
         let dy = &dy[b * shape.output_len()..][..shape.output_len()];
         for g in 0..shape.groups {
             let cols = group_cols(shape, x, g, cols);
             matmul(
-                &mut dw[g * go * k..][..go * k],
-                [go, p, k],
-                Mat::rows(&dy[g * go * p..], p),
-                Mat::transposed(cols, p),
+                &mut dwt[g * k * go..][..k * go],
+                [k, p, go],
+                Mat::rows(cols, p),
+                Mat::transposed(&dy[g * go * p..], p),
                 true,
                 parallelism,
             );
         }
     };
-    if shape.batch == 0 || p == 0 {
-        return vec![0.0; len];
-    }
     let (over_images, parallelism) = split(shape.batch);
-    if over_images {
+    let dwt = if over_images {
         (0..shape.batch)
             .into_par_iter()
             .fold(
                 || (vec![0.0; len], Scratch::take(shape.scratch_len())),
-                |(mut dw, mut cols), b| {
-                    image(b, &mut dw, &mut cols, parallelism);
-                    (dw, cols)
+                |(mut dwt, mut cols), b| {
+                    image(b, &mut dwt, &mut cols, parallelism);
+                    (dwt, cols)
                 },
             )
-            .map(|(dw, _)| dw)
+            .map(|(dwt, _)| dwt)
             .reduce_with(|mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
                 a
             })
             .expect("batch is not empty")
     } else {
-        let mut dw = vec![0.0; len];
+        let mut dwt = vec![0.0; len];
         let mut cols = Scratch::take(shape.scratch_len());
         for b in 0..shape.batch {
-            image(b, &mut dw, &mut cols, parallelism);
+            image(b, &mut dwt, &mut cols, parallelism);
         }
-        dw
+        dwt
+    };
+    let mut dw = vec![0.0; len];
+    for (dw, dwt) in dw.chunks_exact_mut(go * k).zip(dwt.chunks_exact(k * go)) {
+        for (tap, row) in dwt.chunks_exact(go).enumerate() {
+            for (co, value) in row.iter().enumerate() {
+                dw[co * k + tap] = *value;
+            }
+        }
     }
+    dw
 }
 
 #[cfg(test)]
