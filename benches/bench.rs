@@ -3,7 +3,7 @@
 //! so that `scripts/bench-vs-pytorch.sh` can set them side by side.
 //!
 //! ```sh
-//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME]
+//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn]
 //! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--backend ..] [--steps 10] [--warmup 3]
 //! ```
 //!
@@ -221,6 +221,8 @@ struct Options {
     warmup: usize,
     reps: usize,
     only: Option<String>,
+    /// `Some(true)`: only this project's layers; `Some(false)`: only Burn's (for profiling one).
+    ours_only: Option<bool>,
     mode: String,
 }
 
@@ -236,6 +238,9 @@ fn bench_conv(options: &Options) {
             continue;
         }
         for ours in [true, false] {
+            if options.ours_only.is_some_and(|only| only != ours) {
+                continue;
+            }
             let c_in = case.input[1];
             let x = Tensor::<4>::random(case.input, Distribution::Normal(0.0, 1.0), &device);
             let layer = Layer::build(case.kind, c_in, ours, &device);
@@ -350,6 +355,7 @@ fn main() {
         warmup: 3,
         reps: 10,
         only: None,
+        ours_only: None,
         mode: "train".into(),
     };
     while let Some(flag) = args.next() {
@@ -368,6 +374,9 @@ fn main() {
             "--warmup" => options.warmup = count(),
             "--reps" | "--steps" => options.reps = count(),
             "--only" => options.only = Some(value),
+            "--impl" if value == "ours" || value == "burn" => {
+                options.ours_only = Some(value == "ours")
+            }
             "--mode" if value == "train" || value == "infer" => options.mode = value,
             _ => fail(&format!("unknown option {flag} {value}")),
         }

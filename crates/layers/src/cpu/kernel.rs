@@ -344,7 +344,11 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let buffer = std::mem::take(&mut self.buffer);
         let kept = SCRATCH.take();
-        SCRATCH.set(if kept.len() > buffer.len() { kept } else { buffer });
+        SCRATCH.set(if kept.len() > buffer.len() {
+            kept
+        } else {
+            buffer
+        });
     }
 }
 
