@@ -658,4 +658,21 @@ pub(crate) mod tests {
             assert_close("weight_grad", &shape, &weight_grad(&shape, &x, &dy), &dw);
         }
     }
+
+    #[test]
+    fn nested_scratch_buffers_are_distinct_and_the_largest_is_kept() {
+        let outer = Scratch::take(1000);
+        {
+            // A nested call on the same thread (a rayon worker stealing an
+            // image) must not get the buffer the outer call is using.
+            let inner = Scratch::take(10);
+            assert_ne!(inner.as_ptr(), outer.as_ptr());
+            assert_eq!(inner.len(), 10);
+        }
+        let outer_ptr = outer.as_ptr();
+        drop(outer);
+        let again = Scratch::take(500);
+        assert_eq!(again.as_ptr(), outer_ptr, "the larger buffer is the one kept");
+        assert_eq!(again.len(), 500);
+    }
 }
