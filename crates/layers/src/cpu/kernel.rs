@@ -672,7 +672,11 @@ pub(crate) mod tests {
         let outer_ptr = outer.as_ptr();
         drop(outer);
         let again = Scratch::take(500);
-        assert_eq!(again.as_ptr(), outer_ptr, "the larger buffer is the one kept");
+        assert_eq!(
+            again.as_ptr(),
+            outer_ptr,
+            "the larger buffer is the one kept"
+        );
         assert_eq!(again.len(), 500);
     }
 }
