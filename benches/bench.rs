@@ -5,16 +5,20 @@
 //! ```sh
 //! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn]
 //! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--backend ..] [--steps 10] [--warmup 3]
+//! cargo bench --profile dev --bench bench -- predict [--size 4096] [--backend ..]
 //! ```
 //!
 //! (`--profile dev` reuses the test build, whose dependencies are fully
 //! optimised; a release build of Burn takes half an hour on two cores.)
 //!
-//! `conv` times each layer of the issue's list forward and forward+backward
+//! `conv` times each layer of `../shared/bench/torch_conv_bench.py` forward and forward+backward
 //! (gradients of input, weight and bias), for this project's layer (`ours`)
 //! and Burn's plain `burn::nn::conv` layer (`burn`) on the same input. `unet`
 //! times a training step (forward, cross-entropy, backward, Adam) or an
-//! inference pass of the U-Net of `torch_unet_bench.py`.
+//! inference pass of the U-Net of `torch_unet_bench.py`. `predict` predicts
+//! a `size x size` image made of the nuclei tiles with the default model
+//! (automatic tiling) in a process of its own, and reports the time per
+//! megapixel and the peak resident memory.
 
 use std::time::Instant;
 
@@ -23,8 +27,9 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv as burn_conv;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use layers::{Backend, Conv2dConfig, ConvTranspose2dConfig, Padding};
+use layers::{Conv2dConfig, ConvTranspose2dConfig, Padding};
 use unet::{UNetConfig, cross_entropy};
+use unet_train::BackendKind;
 
 /// A layer of the benchmark: name, input shape, and how to build it.
 struct Case {
@@ -217,13 +222,15 @@ fn sync(device: &Device) {
 }
 
 struct Options {
-    backend: Backend,
+    backend: BackendKind,
     warmup: usize,
     reps: usize,
     only: Option<String>,
     /// `Some(true)`: only this project's layers; `Some(false)`: only Burn's (for profiling one).
     ours_only: Option<bool>,
     mode: String,
+    /// `predict`: the side of the square image.
+    size: usize,
 }
 
 fn bench_conv(options: &Options) {
@@ -347,16 +354,118 @@ fn bench_unet(options: &Options) {
     );
 }
 
+const NUCLEI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/nuclei-dsb2018");
+
+/// Where `predict` keeps its model and image between its two processes.
+fn predict_dir(size: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("unet-bench-predict-{size}"))
+}
+
+/// Writes the default model (seeded, untrained: the cost does not depend on
+/// the weights) and a `size x size` image made of the nuclei tiles, then
+/// predicts it in a fresh process, so that the peak memory is prediction's.
+fn bench_predict(options: &Options) {
+    let dir = predict_dir(options.size);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|err| fail(&err.to_string()));
+    let model = dir.join("model");
+    if !model.join("config.json").is_file() {
+        let device = Device::flex();
+        device.seed(0);
+        let config = UNetConfig::new(1, 2).with_base_width(16).with_depth(4);
+        let run = unet_train::config::RunConfig::trained(
+            config.clone(),
+            unet_train::config::Preprocess::default(),
+            unet_train::config::TrainingConfig::synthetic(),
+        );
+        unet_train::model_dir::save(&model, &run, config.init(&device))
+            .unwrap_or_else(|err| fail(&err.to_string()));
+    }
+    let image = dir.join("image.png");
+    if !image.is_file() {
+        mosaic(options.size)
+            .save(&image)
+            .unwrap_or_else(|err| fail(&err.to_string()));
+    }
+    let status = std::process::Command::new(
+        std::env::current_exe().unwrap_or_else(|err| fail(&err.to_string())),
+    )
+    .args([
+        "predict-run",
+        "--size",
+        &options.size.to_string(),
+        "--backend",
+        options.backend.name(),
+    ])
+    .status()
+    .unwrap_or_else(|err| fail(&err.to_string()));
+    if !status.success() {
+        fail("the prediction failed");
+    }
+}
+
+/// A `side x side` grayscale image of the nuclei tiles, mirrored at every edge.
+fn mosaic(side: usize) -> image::GrayImage {
+    let tiles: Vec<image::GrayImage> = (0..4)
+        .flat_map(|r| (0..3).map(move |c| format!("{NUCLEI}/images/tile_r{r}_c{c}.png")))
+        .map(|path| {
+            image::open(&path)
+                .unwrap_or_else(|err| fail(&format!("{path}: {err}")))
+                .to_luma8()
+        })
+        .collect();
+    image::GrayImage::from_fn(side as u32, side as u32, |x, y| {
+        let (tx, ty) = (x / 128, y / 128);
+        let (mut u, mut v) = (x % 128, y % 128);
+        if tx % 2 == 1 {
+            u = 127 - u;
+        }
+        if ty % 2 == 1 {
+            v = 127 - v;
+        }
+        *tiles[((tx + 5 * ty) % 12) as usize].get_pixel(u, v)
+    })
+}
+
+/// The second process of `predict`: loads, predicts (automatic tiling),
+/// writes the mask and overlay, reports time and peak memory.
+fn predict_run(options: &Options) {
+    let dir = predict_dir(options.size);
+    let device = options.backend.device();
+    let model = unet_train::model_dir::load(&dir.join("model"), &device)
+        .unwrap_or_else(|err| fail(&err.to_string()));
+    let opts = unet_train::predict::PredictOptions::default();
+    let start = Instant::now();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap_or_else(|err| fail(&err.to_string()));
+    let image = dir.join("image.png");
+    let prediction =
+        unet_train::predict::predict_file(&model, &image, &out, &opts, &device, &mut |_, _| {})
+            .unwrap_or_else(|err| fail(&err.to_string()));
+    let seconds = start.elapsed().as_secs_f64();
+    let megapixels = (options.size * options.size) as f64 / 1e6;
+    println!(
+        "{{\"mode\": \"predict\", \"backend\": \"{}\", \"size\": {}, \"tiles\": {}, \"tile\": {:?}, \
+         \"seconds\": {seconds:.2}, \"seconds_per_megapixel\": {:.3}, \"peak_rss_bytes\": {}}}",
+        options.backend,
+        options.size,
+        prediction.layout.tiles(),
+        prediction.layout.input,
+        seconds / megapixels,
+        peak_rss().map_or("null".to_string(), |b| b.to_string()),
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let what = args.next().unwrap_or_default();
     let mut options = Options {
-        backend: Backend::Flex,
+        backend: BackendKind::Flex,
         warmup: 3,
         reps: 10,
         only: None,
         ours_only: None,
         mode: "train".into(),
+        size: 4096,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -378,13 +487,16 @@ fn main() {
                 options.ours_only = Some(value == "ours")
             }
             "--mode" if value == "train" || value == "infer" => options.mode = value,
+            "--size" => options.size = count(),
             _ => fail(&format!("unknown option {flag} {value}")),
         }
     }
     match what.as_str() {
         "conv" => bench_conv(&options),
         "unet" => bench_unet(&options),
-        _ => fail("the first argument is `conv` or `unet`"),
+        "predict" => bench_predict(&options),
+        "predict-run" => predict_run(&options),
+        _ => fail("the first argument is `conv`, `unet` or `predict`"),
     }
 }
 

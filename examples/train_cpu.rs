@@ -5,19 +5,19 @@
 //! cargo run --example train_cpu
 //! ```
 
-use layers::Backend;
 use unet::UNetConfig;
-use unet_cli::CliError;
-use unet_cli::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
-use unet_cli::data::SyntheticDataset;
-use unet_cli::model_dir;
-use unet_cli::predict::segment;
-use unet_cli::train::{Progress, train};
+use unet_train::BackendKind;
+use unet_train::CliError;
+use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
+use unet_train::data::SyntheticDataset;
+use unet_train::model_dir;
+use unet_train::predict::segment;
+use unet_train::train::{Progress, train};
 
 // `cargo test` runs this example as a test too (see `tests` below).
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> Result<(), CliError> {
-    let backend = Backend::Flex;
+    let backend = BackendKind::Flex;
     let size = 32;
     let config = RunConfig::trained(
         UNetConfig::new(1, 2).with_base_width(8).with_depth(3),

@@ -8,19 +8,19 @@
 //! ```
 
 use image::{GrayImage, Luma};
-use layers::Backend;
 use unet::{Block, UNetConfig};
-use unet_cli::CliError;
-use unet_cli::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
-use unet_cli::data::SyntheticDataset;
-use unet_cli::model_dir;
-use unet_cli::predict::predict;
-use unet_cli::train::{Progress, train};
+use unet_train::BackendKind;
+use unet_train::CliError;
+use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
+use unet_train::data::SyntheticDataset;
+use unet_train::model_dir;
+use unet_train::predict::{PredictOptions, predict};
+use unet_train::train::{Progress, train};
 
 // `cargo test` runs this example as a test too (see `tests` below).
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> Result<(), CliError> {
-    let backend = Backend::Wgpu;
+    let backend = BackendKind::Wgpu;
     let config = RunConfig::trained(
         UNetConfig::new(1, 2)
             .with_base_width(8)
@@ -56,7 +56,19 @@ fn main() -> Result<(), CliError> {
 
     let device = backend.device();
     let model = model_dir::load(&dir, &device)?;
-    for written in predict(&model, &file, &dir.join("predicted"), &device)? {
+    let options = PredictOptions::default();
+    let report = predict(
+        &model,
+        &file,
+        &dir.join("predicted"),
+        &options,
+        &device,
+        &mut |_| {},
+    )?;
+    if let Some(failure) = report.failed.into_iter().next() {
+        return Err(failure.error);
+    }
+    for written in report.done {
         println!(
             "{} -> {} and {}",
             written.input.display(),

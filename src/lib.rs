@@ -8,7 +8,8 @@ pub use unet;
 
 use burn::tensor::Device;
 use unet::{
-    Block, Norm, UNetConfig, UNetError, UNetPadding, Upsampling, nearest_valid_input_sizes, summary,
+    Block, Norm, UNetConfig, UNetError, UNetPadding, Upsampling, nearest_valid_input_sizes,
+    output_size, summary,
 };
 
 /// The U-Net cost figures of `docs/unet.md`: the default network's layer
@@ -72,7 +73,7 @@ pub fn unet_cost_report() -> Result<(String, String), UNetError> {
     let size = match nearest_valid_input_sizes(&valid, 256) {
         [_, Some(above)] => above,
         [Some(below), None] => below,
-        [None, None] => return Err(UNetError::Config("no valid size near 256".into())),
+        [None, None] => return Err(output_size(&valid, [256, 256]).unwrap_err()),
     };
     let table = summary(&valid.try_init(&device)?, [1, 1, size, size])?;
     costs += &format!(

@@ -9,8 +9,8 @@
 
 use std::process::ExitCode;
 
-use layers::Backend;
-use layers::conformance::{Implementation, Tolerance, load, run};
+use conformance::{Implementation, Tolerance, load, run};
+use unet_train::BackendKind;
 
 fn main() -> ExitCode {
     match parse(std::env::args().skip(1)) {
@@ -48,8 +48,9 @@ fn main() -> ExitCode {
 
 fn parse(
     mut args: impl Iterator<Item = String>,
-) -> Result<(String, Backend, Implementation), String> {
-    let (mut file, mut backend, mut implementation) = (None, Backend::Flex, Implementation::Native);
+) -> Result<(String, BackendKind, Implementation), String> {
+    let (mut file, mut backend, mut implementation) =
+        (None, BackendKind::Flex, Implementation::Native);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--backend" => {

@@ -2,16 +2,14 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::cpu;
+use crate::dispatch;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
-use crate::lowering;
-use crate::ops::add_channel_bias;
+use crate::ops::add_bias;
 use crate::padding::Padding;
 use crate::shape::conv2d_output_shape;
 
@@ -104,6 +102,12 @@ impl Conv2dConfig {
 
     /// Validates the configuration.
     pub fn geometry(&self) -> Result<ConvGeometry, ConvError> {
+        self.resolve().map(|(geometry, _)| geometry)
+    }
+
+    /// The validated geometry and the options of the convolution (padding
+    /// resolved to rows and columns).
+    fn resolve(&self) -> Result<(ConvGeometry, ConvOptions<2>), ConvError> {
         let geometry = ConvGeometry::new(
             self.in_channels,
             self.out_channels,
@@ -112,9 +116,12 @@ impl Conv2dConfig {
             self.dilation,
             self.groups,
         )?;
-        self.padding
+        let padding = self
+            .padding
             .resolve(self.kernel_size, self.stride, self.dilation)?;
-        Ok(geometry)
+        let options =
+            ConvOptions::new_with_padding(self.stride, padding, self.dilation, self.groups);
+        Ok((geometry, options))
     }
 
     /// Weight shape in PyTorch's layout: `[out_channels, in_channels / groups, kh, kw]`.
@@ -152,7 +159,7 @@ impl Conv2dConfig {
     }
 
     fn build(&self, source: ParamSource, device: &Device) -> Result<Conv2d, ConvError> {
-        let geometry = self.geometry()?;
+        let (geometry, options) = self.resolve()?;
         let (weight, bias) = source.into_params(
             &self.init,
             &geometry,
@@ -165,6 +172,7 @@ impl Conv2dConfig {
             bias,
             geometry,
             padding: self.padding,
+            options,
         })
     }
 }
@@ -184,6 +192,9 @@ pub struct Conv2d {
     geometry: ConvGeometry,
     #[module(skip)]
     padding: Padding,
+    /// Stride, padding in rows and columns, dilation and groups, resolved once.
+    #[module(skip)]
+    options: ConvOptions<2>,
 }
 
 impl Conv2d {
@@ -197,15 +208,6 @@ impl Conv2d {
         self.padding
     }
 
-    fn options(&self) -> ConvOptions<2> {
-        let g = &self.geometry;
-        let padding = self
-            .padding
-            .resolve(g.kernel_size(), g.stride(), g.dilation())
-            .expect("padding validated when the layer was built");
-        ConvOptions::new_with_padding(g.stride(), padding, g.dilation(), g.groups())
-    }
-
     /// The output shape for an input of shape `[batch, in_channels, height, width]`,
     /// or the reason there is none.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], ConvError> {
@@ -215,7 +217,7 @@ impl Conv2d {
             spatial,
             g.kernel_size(),
             g.stride(),
-            self.options().padding,
+            self.options.padding,
             g.dilation(),
         )?;
         Ok([input[0], g.out_channels(), h, w])
@@ -228,33 +230,8 @@ impl Conv2d {
     /// - output: `[batch, out_channels, height_out, width_out]`
     pub fn try_forward(&self, input: Tensor<4>) -> Result<Tensor<4>, ConvError> {
         self.output_shape(input.dims())?;
-        let g = &self.geometry;
-        let padding = self
-            .padding
-            .resolve(g.kernel_size(), g.stride(), g.dilation())?;
-        if cpu::applies(&input) {
-            let output = cpu::conv2d(input, self.weight.val(), self.options());
-            return Ok(match &self.bias {
-                Some(bias) => add_channel_bias(output, bias.val()),
-                None => output,
-            });
-        }
-        // Training only: see `lowering::worth_it`.
-        if lowering::worth_it(&input)
-            && lowering::is_pointwise(g.kernel_size(), g.stride(), padding)
-        {
-            let output = lowering::pointwise(input, self.weight.val(), g.groups());
-            return Ok(match &self.bias {
-                Some(bias) => add_channel_bias(output, bias.val()),
-                None => output,
-            });
-        }
-        Ok(conv2d(
-            input,
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-            self.options(),
-        ))
+        let output = dispatch::conv2d(input, self.weight.val(), &self.options);
+        Ok(add_bias(output, self.bias.as_ref()))
     }
 
     /// Applies the convolution.

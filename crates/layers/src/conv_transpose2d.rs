@@ -2,16 +2,13 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::module::conv_transpose2d;
-use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::cpu;
+use crate::dispatch;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
 use crate::init::{ParamSource, WeightInit};
-use crate::lowering;
-use crate::ops::{add_channel_bias, pad_or_crop};
+use crate::ops::{add_bias, pad_or_crop};
 use crate::shape::{conv_transpose2d_output_shape, conv_transpose2d_output_size_range};
 
 /// Configuration of a [`ConvTranspose2d`]; build it with
@@ -298,40 +295,18 @@ impl ConvTranspose2d {
     ) -> Result<Tensor<4>, ConvError> {
         self.output_shape_with_padding(input.dims(), output_padding)?;
         let g = &self.geometry;
-        // Burn's kernel computes the full, uncropped output; padding and output
-        // padding are applied here. This keeps every combination exact (Burn
-        // 0.22 requires padding <= dilation * (kernel - 1)), and adding the
-        // bias here gives its gradient through the plain broadcast rule.
-        // Training only: see `lowering::worth_it`.
-        let full = if cpu::applies(&input) {
-            cpu::conv_transpose2d(
-                input,
-                self.weight.val(),
-                g.stride(),
-                g.dilation(),
-                g.groups(),
-            )
-        } else if lowering::worth_it(&input)
-            && lowering::is_non_overlapping(g.kernel_size(), g.stride(), g.dilation(), g.groups())
-        {
-            lowering::non_overlapping_transposed(input, self.weight.val())
-        } else {
-            conv_transpose2d(
-                input,
-                self.weight.val(),
-                None,
-                ConvTransposeOptions::new(g.stride(), [0, 0], [0, 0], g.dilation(), g.groups()),
-            )
-        };
+        let full = dispatch::conv_transpose2d_full(
+            input,
+            self.weight.val(),
+            g.stride(),
+            g.dilation(),
+            g.groups(),
+        );
         let pads: [(i64, i64); 2] = std::array::from_fn(|i| {
             let p = self.padding[i] as i64;
             (-p, output_padding[i] as i64 - p)
         });
-        let output = pad_or_crop(full, pads);
-        Ok(match &self.bias {
-            Some(bias) => add_channel_bias(output, bias.val()),
-            None => output,
-        })
+        Ok(add_bias(pad_or_crop(full, pads), self.bias.as_ref()))
     }
 }
 

@@ -166,7 +166,7 @@ fn params_from_data(
 }
 
 /// `Ok` when `got` equals `expected`, else a [`ConvError::ShapeMismatch`] naming `name`.
-pub fn check_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<(), ConvError> {
+pub(crate) fn check_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<(), ConvError> {
     if expected == got {
         Ok(())
     } else {

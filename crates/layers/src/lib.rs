@@ -38,14 +38,13 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod conformance;
 mod conv2d;
 mod conv_transpose2d;
 mod cpu;
+mod dispatch;
 mod error;
 mod geometry;
-mod init;
+pub mod init;
 mod lowering;
 mod ops;
 mod padding;
@@ -53,12 +52,11 @@ mod separable;
 pub mod shape;
 mod up_conv;
 
-pub use backend::Backend;
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use error::ConvError;
 pub use geometry::ConvGeometry;
-pub use init::{WeightInit, bilinear_filter, check_shape};
+pub use init::WeightInit;
 pub use padding::Padding;
 pub use separable::{
     DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, SpatiallySeparableConv2d,

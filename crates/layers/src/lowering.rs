@@ -11,19 +11,9 @@
 //!
 //! Both give the numbers of the general kernels up to the order of float
 //! additions; the conformance cases check them against PyTorch.
+//! [`crate::dispatch`] decides when they are used.
 
 use burn::tensor::Tensor;
-
-/// Whether to use the matrix-product forms for this input: when it carries
-/// gradients. On flex and ndarray the kernels of [`crate::cpu`] come first,
-/// so this applies to the other backends (wgpu). Measured on flex before
-/// those kernels existed (`docs/performance.md`), these forms' backward pass
-/// was 1.5 to 2.5 times faster than Burn's convolution backward, their
-/// forward pass alone slower than Burn's direct kernels, so inference keeps
-/// those; they have not been timed on a real GPU.
-pub(crate) fn worth_it(input: &Tensor<4>) -> bool {
-    input.is_autodiff()
-}
 
 /// Whether [`pointwise`] computes a convolution of this geometry.
 pub(crate) fn is_pointwise(

@@ -1,6 +1,7 @@
 //! Small tensor operations the layers are built from. They are written with
 //! Burn's tensor API, so every backend and autodiff get them for free.
 
+use burn::module::Param;
 use burn::tensor::Tensor;
 use burn::tensor::ops::PadMode;
 
@@ -50,10 +51,18 @@ pub(crate) fn insert_zeros(x: Tensor<4>, stride: [usize; 2]) -> Tensor<4> {
         .slice([0..n, 0..c, 0..(h - 1) * sh + 1, 0..(w - 1) * sw + 1])
 }
 
-/// Adds a per-channel bias `[channels]` to `[batch, channels, height, width]`.
-pub(crate) fn add_channel_bias(x: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [channels] = bias.dims();
-    x + bias.reshape([1, channels, 1, 1])
+/// Adds a per-channel bias `[channels]`, if there is one, to
+/// `[batch, channels, height, width]`. Every layer adds its bias here, after
+/// whichever engine computed the product ([`crate::dispatch`]), so the bias
+/// gradient is the plain broadcast rule's on every backend.
+pub(crate) fn add_bias(x: Tensor<4>, bias: Option<&Param<Tensor<1>>>) -> Tensor<4> {
+    match bias {
+        Some(bias) => {
+            let [channels] = bias.dims();
+            x + bias.val().reshape([1, channels, 1, 1])
+        }
+        None => x,
+    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 use crate::conv_transpose2d::{ConvTranspose2d, transposed_output_shape};
+use crate::dispatch;
 use crate::error::ConvError;
 use crate::geometry::ConvGeometry;
-use crate::ops::{insert_zeros, pad_or_crop};
+use crate::ops::{add_bias, insert_zeros, pad_or_crop};
 
 /// A transposed convolution computed the way it is usually explained: spread
 /// the input by the stride with zeros between the values, pad by
@@ -113,12 +113,9 @@ impl UpConv2d {
             (begin, begin + self.output_padding[i] as i64)
         });
         let padded = pad_or_crop(spread, pads);
-        Ok(conv2d(
-            padded,
-            self.convolution_weight(),
-            self.bias.as_ref().map(Param::val),
-            ConvOptions::new([1, 1], [0, 0], g.dilation(), g.groups()),
-        ))
+        let options = ConvOptions::new([1, 1], [0, 0], g.dilation(), g.groups());
+        let output = dispatch::conv2d(padded, self.convolution_weight(), &options);
+        Ok(add_bias(output, self.bias.as_ref()))
     }
 
     /// Applies the transposed convolution.

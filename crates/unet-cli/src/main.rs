@@ -2,231 +2,22 @@
 //! import PyTorch weights. Errors are one line naming the file or value at
 //! fault, with exit code 1.
 
-use std::path::{Path, PathBuf};
+mod args;
+
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use layers::Backend;
-use unet::{Block, Norm, UNetConfig, UNetPadding, Upsampling};
-use unet_cli::config::{
-    DataSource, Preprocess, RunConfig, SYNTHETIC_SAMPLES, SYNTHETIC_SIZE, TrainingConfig, device,
-};
-use unet_cli::data::FolderDataset;
-use unet_cli::train::{Progress, TrainReport, train};
-use unet_cli::{CliError, atomic, eval, import, model_dir, predict};
+use clap::Parser;
+use unet::UNetConfig;
+use unet_train::config::{DataSource, Preprocess, RunConfig, SYNTHETIC_SIZE, TrainingConfig};
+use unet_train::data::FolderDataset;
+use unet_train::predict::{Event, Layout, Prediction};
+use unet_train::train::{Progress, SUPERSEDED_DIR, TrainReport, resume_point, train};
+use unet_train::{BackendKind, CliError, atomic, eval, import, model_dir, predict};
 
-#[derive(Parser)]
-#[command(
-    name = "unet",
-    version,
-    about = "Train U-Nets for image segmentation on the CPU or a GPU, predict masks, evaluate, import PyTorch weights"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Train a U-Net (default: synthetic shapes, flex CPU backend).
-    Train(Box<TrainArgs>),
-    /// Predict masks for an image or a folder of images.
-    Predict(PredictArgs),
-    /// Score a model on a labelled folder (Dice, IoU, pixel accuracy).
-    Eval(EvalArgs),
-    /// Turn PyTorch weights of the reference U-Net into a model directory.
-    Import(ImportArgs),
-}
-
-#[derive(Args)]
-struct BackendArgs {
-    /// flex (fast pure-Rust CPU), ndarray (CPU) or wgpu (GPU through
-    /// Vulkan/Metal/DX12; software Vulkan without one).
-    #[arg(long, default_value = "flex")]
-    backend: Backend,
-    /// With wgpu: the GPU to use, by index among discrete GPUs (default: the preferred adapter).
-    #[arg(long)]
-    device: Option<usize>,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    #[command(flatten)]
-    backend: BackendArgs,
-    /// `synthetic` (generated shapes) or a folder with images/ and masks/.
-    #[arg(long, default_value = "synthetic", conflicts_with = "resume")]
-    data: String,
-    /// Epochs.
-    #[arg(long, default_value_t = defaults().epochs, conflicts_with = "resume")]
-    epochs: usize,
-    /// Samples per batch.
-    #[arg(long, default_value_t = defaults().batch_size, conflicts_with = "resume")]
-    batch_size: usize,
-    /// Training samples per epoch (the training images cycled, reshuffled and
-    /// re-augmented each pass; for small folders). Default: one pass.
-    #[arg(long, conflicts_with = "resume")]
-    epoch_samples: Option<usize>,
-    /// Adam's initial learning rate (cosine-annealed to --min-lr).
-    #[arg(long, default_value_t = defaults().lr, conflicts_with = "resume")]
-    lr: f64,
-    /// Learning rate at the last step.
-    #[arg(long, default_value_t = defaults().min_lr, conflicts_with = "resume")]
-    min_lr: f64,
-    /// Synthetic data: side of the generated images. Folder data: resize
-    /// images to this square size (default: keep their size).
-    #[arg(long, conflicts_with = "resume")]
-    image_size: Option<usize>,
-    /// Synthetic data: number of images (training and validation).
-    #[arg(long, default_value_t = SYNTHETIC_SAMPLES, conflicts_with = "resume")]
-    samples: usize,
-    /// Share of the images held out for validation.
-    #[arg(long, default_value_t = defaults().val_fraction, conflicts_with = "resume")]
-    val_fraction: f64,
-    /// Seed of everything random (split, data, weights, order, augmentation).
-    #[arg(long, default_value_t = defaults().seed, conflicts_with = "resume")]
-    seed: u64,
-    /// Turn off random flips and rotations of training images.
-    #[arg(long, conflicts_with = "resume")]
-    no_augment: bool,
-    /// Classes, background included (masks hold 0..classes-1; 0/255 for two).
-    #[arg(long, default_value_t = 2, conflicts_with = "resume")]
-    classes: usize,
-    /// Input channels: 1 (grayscale) or 3 (RGB). Default: from the data.
-    #[arg(long, conflicts_with = "resume")]
-    channels: Option<usize>,
-    #[command(flatten)]
-    model: ModelArgs,
-    /// The run directory (default: runs/<date>-<time>).
-    #[arg(long, conflicts_with = "resume")]
-    out: Option<PathBuf>,
-    /// Continue the run in this directory from its last complete checkpoint
-    /// (--backend and --device may change; nothing else).
-    #[arg(long)]
-    resume: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct ModelArgs {
-    /// Poolings (and upsamplings).
-    #[arg(long, default_value_t = 4, conflicts_with = "resume")]
-    depth: usize,
-    /// Channels of the first level (doubling at each level).
-    #[arg(long, default_value_t = 16, conflicts_with = "resume")]
-    base_width: usize,
-    /// How the decoder upsamples.
-    #[arg(long, value_enum, default_value_t = UpsamplingArg::Transposed, conflicts_with = "resume")]
-    upsampling: UpsamplingArg,
-    /// The convolution block.
-    #[arg(long, value_enum, default_value_t = BlockArg::Standard, conflicts_with = "resume")]
-    block: BlockArg,
-    /// Channel groups of `--block grouped`.
-    #[arg(long, default_value_t = 4, conflicts_with = "resume")]
-    groups: usize,
-    /// Normalisation after each convolution.
-    #[arg(long, value_enum, default_value_t = NormArg::Batch, conflicts_with = "resume")]
-    norm: NormArg,
-    /// Groups of `--norm group`.
-    #[arg(long, default_value_t = 8, conflicts_with = "resume")]
-    norm_groups: usize,
-    /// `same` keeps the image size; `valid` is the paper's unpadded network.
-    #[arg(long, value_enum, default_value_t = PaddingArg::Same, conflicts_with = "resume")]
-    padding: PaddingArg,
-    /// Dropout before the bottleneck's output.
-    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
-    dropout: f64,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum UpsamplingArg {
-    /// Transposed convolution, kernel 2, stride 2.
-    Transposed,
-    /// Transposed convolution, kernel 4, stride 2, initialised as bilinear interpolation.
-    TransposedBilinear,
-    /// Zero insertion + convolution (the same numbers as `transposed`).
-    Upconv,
-    /// Bilinear resize + 3x3 convolution.
-    Bilinear,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BlockArg {
-    /// Two 3x3 convolutions.
-    Standard,
-    /// Depthwise 3x3 + pointwise 1x1 (MobileNet).
-    Separable,
-    /// Grouped 3x3 convolutions with a channel shuffle (ShuffleNet).
-    Grouped,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum NormArg {
-    Batch,
-    Group,
-    None,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PaddingArg {
-    Same,
-    Valid,
-}
-
-#[derive(Args)]
-struct PredictArgs {
-    /// A model directory (from `unet train` or `unet import`).
-    #[arg(long)]
-    model: PathBuf,
-    /// An image, or a folder of .png/.jpg images.
-    #[arg(long)]
-    input: PathBuf,
-    /// Where `<stem>_mask.png` and `<stem>_overlay.png` go.
-    #[arg(long)]
-    output: PathBuf,
-    #[command(flatten)]
-    backend: BackendArgs,
-}
-
-#[derive(Args)]
-struct EvalArgs {
-    /// A model directory.
-    #[arg(long)]
-    model: PathBuf,
-    /// A folder with images/ and masks/.
-    #[arg(long)]
-    data: PathBuf,
-    /// Also write the scores as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    #[command(flatten)]
-    backend: BackendArgs,
-}
-
-#[derive(Args)]
-struct ImportArgs {
-    /// The PyTorch state dict (.safetensors, .pt or .pth).
-    #[arg(long)]
-    weights: PathBuf,
-    /// Input channels.
-    #[arg(long, default_value_t = 3)]
-    in_channels: usize,
-    /// Classes.
-    #[arg(long)]
-    classes: usize,
-    /// Channels of the first level.
-    #[arg(long)]
-    base_width: usize,
-    /// Poolings.
-    #[arg(long)]
-    depth: usize,
-    /// The model directory to write.
-    #[arg(long)]
-    out: PathBuf,
-}
-
-/// The default run's settings: the command line's defaults come from here.
-fn defaults() -> TrainingConfig {
-    TrainingConfig::synthetic()
-}
+use args::{BackendArgs, Cli, Command, EvalArgs, ImportArgs, PredictArgs, TrainArgs};
 
 fn main() -> ExitCode {
     // Burn's own panics would print a backtrace hint; keep failures to one line.
@@ -235,73 +26,237 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
-            eprintln!("unet: {err}");
+            eprintln!("unet: {}", one_line(&err.to_string()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Burn loads optimizer state on its default device, which prefers a GPU;
-/// point it at the backend in use before anything starts a thread.
-fn set_default_backend(backend: Backend) {
-    // SAFETY: called first thing in `run`, while the process has one thread.
-    unsafe { std::env::set_var("BURN_DEVICE", backend.name()) };
+/// A message on one line: the lines of a multi-line one (burn-train's
+/// chains of causes) joined with semicolons.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Train(args) => run_train(*args),
-        Command::Predict(args) => {
-            set_default_backend(args.backend.backend);
-            let device = device(args.backend.backend, args.backend.device);
-            let model = model_dir::load(&args.model, &device)?;
-            for p in predict::predict(&model, &args.input, &args.output, &device)? {
-                let shares: Vec<String> = p
-                    .class_shares
-                    .iter()
-                    .enumerate()
-                    .skip(1)
-                    .map(|(class, share)| format!("class {class} {:.1}%", 100.0 * share))
-                    .collect();
-                println!(
-                    "{} -> {}, {} ({})",
-                    p.input.display(),
-                    p.mask.display(),
-                    p.overlay.display(),
-                    shares.join(", ")
-                );
-            }
-            Ok(())
-        }
-        Command::Eval(args) => {
-            set_default_backend(args.backend.backend);
-            let device = device(args.backend.backend, args.backend.device);
-            let model = model_dir::load(&args.model, &device)?;
-            let scores = eval::evaluate(&model, &args.data, &device)?;
-            print!("{}", scores.table());
-            if let Some(path) = args.json {
-                let json = serde_json::to_string_pretty(&scores).expect("scores serialise") + "\n";
-                atomic::write(&path, json.as_bytes()).map_err(|err| CliError::io(&path, err))?;
-                println!("wrote {}", path.display());
-            }
-            Ok(())
-        }
-        Command::Import(args) => {
-            let model = UNetConfig::new(args.in_channels, args.classes)
-                .with_base_width(args.base_width)
-                .with_depth(args.depth);
-            import::import(&args.weights, model, &args.out)?;
-            println!(
-                "wrote {} ({} and {})",
-                args.out.display(),
-                model_dir::CONFIG_FILE,
-                model_dir::WEIGHTS_FILE
-            );
-            Ok(())
+        Command::Train(args) => run_train(*args).map(|()| ExitCode::SUCCESS),
+        Command::Predict(args) => run_predict(args),
+        Command::Eval(args) => run_eval(args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => run_import(args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// The device of `--backend` / `--device`, checked to work. Burn loads
+/// optimizer state on its default device, which prefers a GPU: point that
+/// at the chosen backend too, before anything starts a thread.
+///
+/// Without a login session (`XDG_RUNTIME_DIR` unset: CI, a server over ssh),
+/// Mesa's drivers, asked for a display while wgpu looks for adapters, print
+/// an error line per attempt; they get an empty private folder instead.
+fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor::Device, CliError> {
+    let runtime = (backend == BackendKind::Wgpu && std::env::var_os("XDG_RUNTIME_DIR").is_none())
+        .then(private_runtime_dir)
+        .flatten();
+    // SAFETY: `main` has started no thread when a command gets here: the
+    // arguments are parsed and at most `config.json` read, nothing else.
+    unsafe {
+        std::env::set_var("BURN_DEVICE", backend.name());
+        if let Some(dir) = runtime {
+            std::env::set_var("XDG_RUNTIME_DIR", dir);
         }
     }
+    backend.open(gpu)
+}
+
+/// A folder only this user can enter (made once per user), for `XDG_RUNTIME_DIR`.
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = std::env::temp_dir().join(format!("unet-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    let private = meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 == 0;
+    private.then_some(dir)
+}
+
+fn run_predict(args: PredictArgs) -> Result<ExitCode, CliError> {
+    let mut options = args.window.options()?;
+    options.probabilities = args.probabilities;
+    if let Some(t) = args.threshold {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(CliError::option("--threshold", t, "in [0, 1]"));
+        }
+        options.threshold = Some(t);
+    }
+    if args.instances {
+        options.instances = Some(args.objects.config()?);
+    }
+    let model = model_dir::read_config(&args.model)?;
+    if options.threshold.is_some() && model.model.num_classes != 2 {
+        return Err(CliError::option(
+            "--threshold",
+            args.threshold.unwrap_or_default(),
+            "used with a two-class model only",
+        ));
+    }
+    let device = open(&args.backend)?;
+    let model = model_dir::load(&args.model, &device)?;
+    let mut progress = TileProgress::default();
+    let folder = args.input.is_dir();
+    let report = predict::predict(
+        &model,
+        &args.input,
+        &args.output,
+        &options,
+        &device,
+        &mut |event| match event {
+            Event::Tiles { input, done, total } => progress.update(input, done, total),
+            Event::Done(prediction) => println!("{}", prediction_line(prediction)),
+            Event::Failed(failure) if folder => {
+                eprintln!(
+                    "unet: {}: not segmented: {}",
+                    failure.input.display(),
+                    failure.error
+                )
+            }
+            Event::Failed(_) => {}
+        },
+    )?;
+    if report.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !folder {
+        // One image: its error is the one line.
+        return Err(report.failed.into_iter().next().expect("one failure").error);
+    }
+    eprintln!(
+        "unet: {} of {} images failed; the masks of the other {} are in {}",
+        report.failed.len(),
+        report.failed.len() + report.done.len(),
+        report.done.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+fn open(backend: &BackendArgs) -> Result<burn::tensor::Device, CliError> {
+    open_device(backend.backend, backend.device)
+}
+
+/// What `predict` prints for an image it wrote.
+fn prediction_line(p: &Prediction) -> String {
+    let shares: Vec<String> = p
+        .class_shares
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(class, share)| format!("class {class} {:.1}%", 100.0 * share))
+        .collect();
+    let mut files = vec![
+        p.mask.display().to_string(),
+        p.overlay.display().to_string(),
+    ];
+    files.extend(p.probabilities.iter().map(|f| f.display().to_string()));
+    let mut shares = shares;
+    if let Some((labels, outlines, count)) = &p.instances {
+        files.push(labels.display().to_string());
+        files.push(outlines.display().to_string());
+        shares.push(format!("{count} objects"));
+    }
+    format!(
+        "{} -> {} ({}; {})",
+        p.input.display(),
+        files.join(", "),
+        shares.join(", "),
+        layout_words(&p.layout)
+    )
+}
+
+/// How an image was cut, in words.
+fn layout_words(layout: &Layout) -> String {
+    if layout.tiles() == 1 {
+        return "whole image".into();
+    }
+    let [h, w] = layout.input;
+    format!("{} tiles of {h}x{w}", layout.tiles())
+}
+
+/// A progress line every few seconds while an image's tiles are computed.
+#[derive(Default)]
+struct TileProgress {
+    started: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl TileProgress {
+    fn update(&mut self, input: &Path, done: usize, total: usize) {
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if done == total {
+            (self.started, self.last) = (None, None);
+            return;
+        }
+        if self
+            .last
+            .is_some_and(|last| now - last < Duration::from_secs(5))
+            || done == 0
+        {
+            self.last.get_or_insert(now);
+            return;
+        }
+        self.last = Some(now);
+        let left = (now - started).as_secs_f64() * (total - done) as f64 / done as f64;
+        println!(
+            "  {}: tile {done}/{total} ({:.0}%), about {left:.0} s left",
+            input.display(),
+            100.0 * done as f64 / total as f64
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn run_eval(args: EvalArgs) -> Result<(), CliError> {
+    let options = args.window.options()?;
+    model_dir::read_config(&args.model)?;
+    let device = open(&args.backend)?;
+    let model = model_dir::load(&args.model, &device)?;
+    let scores = eval::evaluate(
+        &model,
+        &args.data,
+        &options,
+        &args.objects.config()?,
+        &device,
+    )?;
+    print!("{}", scores.table());
+    if let Some(path) = args.json {
+        let json =
+            serde_json::to_string_pretty(&scores).map_err(|err| CliError::io(&path, err))? + "\n";
+        atomic::write(&path, json.as_bytes()).map_err(|err| CliError::io(&path, err))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_import(args: ImportArgs) -> Result<(), CliError> {
+    let model = UNetConfig::new(args.in_channels, args.classes)
+        .with_base_width(args.base_width)
+        .with_depth(args.depth);
+    import::import(&args.weights, model, &args.out)?;
+    println!(
+        "wrote {} ({} and {})",
+        args.out.display(),
+        model_dir::CONFIG_FILE,
+        model_dir::WEIGHTS_FILE
+    );
+    Ok(())
 }
 
 fn run_train(args: TrainArgs) -> Result<(), CliError> {
@@ -322,9 +277,14 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
         }
     };
     let training = config.training()?;
-    set_default_backend(training.backend);
+    let device = open_device(training.backend, training.gpu)?;
+    let from = if resume {
+        resume_notes(&config, &dir, &device)?
+    } else {
+        String::new()
+    };
     println!(
-        "{} {} on {}: {}, {} epochs, into {}",
+        "{} {} on {}: {}, {} epochs, into {}{from}",
         if resume { "resuming" } else { "training" },
         describe(&config.model),
         training.backend,
@@ -339,6 +299,35 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
     let report = train(&config, &dir, resume, Progress::Auto)?;
     print_report(&report);
     Ok(())
+}
+
+/// Says on stderr which checkpoints a resumed run passes over and why; returns
+/// where it resumes, for the first line.
+fn resume_notes(
+    config: &RunConfig,
+    dir: &Path,
+    device: &burn::tensor::Device,
+) -> Result<String, CliError> {
+    let point = resume_point(config, dir, device)?;
+    for damaged in &point.damaged {
+        eprintln!(
+            "unet: {} (epoch {}) does not load ({}); falling back to the checkpoint before, \
+             later files set aside in {}",
+            damaged.file.display(),
+            damaged.epoch,
+            damaged.reason.lines().next().unwrap_or_default(),
+            dir.join(SUPERSEDED_DIR).display()
+        );
+    }
+    Ok(if point.epoch == 0 {
+        eprintln!(
+            "unet: {}: no complete checkpoint yet; starting again from epoch 1",
+            dir.display()
+        );
+        String::from(", from epoch 1")
+    } else {
+        format!(", from epoch {}", point.epoch + 1)
+    })
 }
 
 fn describe(model: &UNetConfig) -> String {
@@ -364,45 +353,18 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
         };
         (data, None, args.channels.unwrap_or(1))
     } else {
-        let dir = PathBuf::from(&args.data);
+        if args.image_size == Some(0) {
+            return Err(CliError::option("--image-size", 0, "at least 1"));
+        }
+        let dir = std::path::PathBuf::from(&args.data);
         let channels = match args.channels {
             Some(c) => c,
             None => FolderDataset::detect_channels(&dir)?,
         };
         (DataSource::Folder { dir }, args.image_size, channels)
     };
-    let m = &args.model;
-    let model = UNetConfig::new(channels, args.classes)
-        .with_depth(m.depth)
-        .with_base_width(m.base_width)
-        .with_upsampling(match m.upsampling {
-            UpsamplingArg::Transposed => Upsampling::TransposedConv {
-                bilinear_init: false,
-            },
-            UpsamplingArg::TransposedBilinear => Upsampling::TransposedConv {
-                bilinear_init: true,
-            },
-            UpsamplingArg::Upconv => Upsampling::UpConv,
-            UpsamplingArg::Bilinear => Upsampling::BilinearConv,
-        })
-        .with_block(match m.block {
-            BlockArg::Standard => Block::Standard,
-            BlockArg::Separable => Block::DepthwiseSeparable,
-            BlockArg::Grouped => Block::Grouped { groups: m.groups },
-        })
-        .with_norm(match m.norm {
-            NormArg::Batch => Norm::Batch,
-            NormArg::Group => Norm::Group {
-                groups: m.norm_groups,
-            },
-            NormArg::None => Norm::None,
-        })
-        .with_padding(match m.padding {
-            PaddingArg::Same => UNetPadding::Same,
-            PaddingArg::Valid => UNetPadding::Valid,
-        })
-        .with_dropout(m.dropout);
-    let training = TrainingConfig {
+    let model = args.model.config(channels, args.classes);
+    let mut training = TrainingConfig {
         data,
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -414,10 +376,17 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
         augment: !args.no_augment,
         backend: args.backend.backend,
         gpu: args.backend.device,
+        ..TrainingConfig::synthetic()
     };
-    training.validate()?;
-    model.validate()?;
-    Ok(RunConfig::trained(model, Preprocess { resize }, training))
+    args.recipe.apply(&mut training);
+    let preprocess = Preprocess {
+        resize,
+        normalize: args.normalize.0,
+        masks: args.masks.into(),
+    };
+    let config = RunConfig::trained(model, preprocess, training);
+    config.validate()?;
+    Ok(config)
 }
 
 fn print_report(report: &TrainReport) {

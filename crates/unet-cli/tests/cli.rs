@@ -2,114 +2,19 @@
 //! and exit code 1 (never a panic), a run killed and resumed ends as an
 //! uninterrupted one, and predict, eval and import work on real models.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
-use unet_cli::data::SyntheticDataset;
-use unet_cli::history::{EpochRecord, from_csv};
-use unet_cli::score::ClassCounts;
+use unet_train::history::{EpochRecord, from_csv};
+use unet_train::score::ClassCounts;
 
-const UNET: &str = env!("CARGO_BIN_EXE_unet");
-const GOLDEN_UNET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden/unet");
+mod common;
 
-/// The options of a tiny, quick run (on top of which tests add theirs).
-const TINY: [&str; 14] = [
-    "--samples",
-    "24",
-    "--image-size",
-    "16",
-    "--depth",
-    "2",
-    "--base-width",
-    "4",
-    "--batch-size",
-    "4",
-    "--lr",
-    "0.01",
-    "--seed",
-    "7",
-];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("unet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn unet(args: &[&str]) -> Output {
-    Command::new(UNET).args(args).output().unwrap()
-}
-
-fn succeeds(args: &[&str]) -> String {
-    let out = unet(args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "unet {args:?}\n{stdout}\n{stderr}");
-    stdout.into_owned()
-}
-
-/// Runs `unet` and checks it fails with exit code 1 and one line on stderr
-/// containing every one of `expected`.
-fn fails_with(args: &[&str], expected: &[&str]) {
-    let out = unet(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "unet {args:?}: {stderr}");
-    assert!(
-        !stderr.contains("panicked"),
-        "unet {args:?} panicked: {stderr}"
-    );
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    for part in expected {
-        assert!(
-            stderr.contains(part),
-            "unet {args:?}: expected '{part}' in: {stderr}"
-        );
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A tiny model trained once for all tests of this file.
-fn tiny_model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let dir = scratch("model");
-        let out = dir.join("run");
-        let mut args = vec!["train", "--epochs", "2", "--out", path(&out)];
-        args.extend(TINY);
-        succeeds(&args);
-        out
-    })
-}
-
-/// Writes `n` synthetic images and masks (0/255) as PNG files into `dir/images`, `dir/masks`.
-fn write_dataset(dir: &Path, n: usize, size: usize) {
-    std::fs::create_dir_all(dir.join("images")).unwrap();
-    std::fs::create_dir_all(dir.join("masks")).unwrap();
-    let data = SyntheticDataset::new(n, size, 2, 1, 99).unwrap();
-    for i in 0..n {
-        let sample = data.sample(i);
-        let s = size as u32;
-        GrayImage::from_fn(s, s, |x, y| {
-            Luma([(sample.pixel(0, y as usize, x as usize) * 255.0).round() as u8])
-        })
-        .save(dir.join(format!("images/s{i}.png")))
-        .unwrap();
-        GrayImage::from_fn(s, s, |x, y| {
-            Luma([sample.mask[y as usize * size + x as usize] * 255])
-        })
-        .save(dir.join(format!("masks/s{i}.png")))
-        .unwrap();
-    }
-}
+use common::{
+    GOLDEN_UNET, UNET, fails_with, import, path, scratch, succeeds, tiny_model, write_dataset,
+};
 
 #[test]
 fn broken_datasets_are_one_line_errors() {
@@ -336,71 +241,69 @@ fn metrics(dir: &Path) -> Vec<EpochRecord> {
     from_csv(&std::fs::read_to_string(dir.join("metrics.csv")).unwrap()).unwrap()
 }
 
-#[test]
-fn a_run_killed_and_resumed_ends_as_an_uninterrupted_one() {
-    let root = scratch("resume");
-    let (whole, killed) = (root.join("whole"), root.join("killed"));
-    // Epochs long enough (about half a second here) for the kill to land
-    // before the run ends; dropout, so that the random stream matters too.
-    let run = |out: &Path| {
-        let args = [
-            "train",
-            "--epochs",
-            "4",
-            "--samples",
-            "160",
-            "--image-size",
-            "32",
-            "--depth",
-            "2",
-            "--base-width",
-            "8",
-            "--lr",
-            "0.01",
-            "--dropout",
-            "0.2",
-            "--out",
-            path(out),
-        ];
-        args.map(String::from).to_vec()
-    };
-    succeeds(&run(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+/// The arguments of a run long enough (about half a second an epoch here)
+/// for a kill to land before it ends; dropout, so that the random stream
+/// matters too.
+fn resumable_run(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--epochs",
+        "4",
+        "--samples",
+        "160",
+        "--image-size",
+        "32",
+        "--depth",
+        "2",
+        "--base-width",
+        "8",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0.2",
+        "--out",
+        path(out),
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
-    // Kill the second run as soon as epoch 1's checkpoint is complete.
+fn checkpoint_complete(dir: &Path, epoch: usize) -> bool {
+    ["model", "optim", "scheduler"]
+        .iter()
+        .all(|kind| dir.join(format!("checkpoint/{kind}-{epoch}.bpk")).is_file())
+}
+
+/// Starts a run into `out` and kills it (SIGKILL) the moment `now(out)` holds.
+fn kill_when(out: &Path, now: impl Fn(&Path) -> bool) {
     let mut child = Command::new(UNET)
-        .args(run(&killed))
+        .args(resumable_run(out))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let checkpoint = killed.join("checkpoint");
     let started = Instant::now();
-    while !["model", "optim", "scheduler"]
-        .iter()
-        .all(|kind| checkpoint.join(format!("{kind}-1.bpk")).is_file())
-    {
+    while !now(out) {
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "no checkpoint"
+            "the moment never came"
         );
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it was killed"
         );
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(metrics(&killed).len() < 4, "killed before the end");
-    assert!(!killed.join("model.bpk").exists());
+    assert!(!out.join("model.bpk").exists(), "killed before the end");
+}
 
-    let stdout = succeeds(&["train", "--resume", path(&killed)]);
-    assert!(stdout.starts_with("resuming"), "{stdout}");
-    let (a, b) = (metrics(&whole), metrics(&killed));
-    assert_eq!(a.len(), 4);
-    assert_eq!(b.len(), 4);
-    assert!(a[3].val_dice > 0.5, "a run that learns: {:?}", a[3]);
-    for (x, y) in a.iter().zip(&b) {
+fn assert_same_metrics(whole: &[EpochRecord], resumed: &[EpochRecord], moment: &str) {
+    assert_eq!(whole.len(), 4);
+    assert_eq!(resumed.len(), 4, "{moment}");
+    assert!(whole[3].val_dice > 0.5, "a run that learns: {:?}", whole[3]);
+    for (x, y) in whole.iter().zip(resumed) {
         assert_eq!(x.epoch, y.epoch);
         for (what, u, v) in [
             ("lr", x.lr, y.lr),
@@ -412,10 +315,64 @@ fn a_run_killed_and_resumed_ends_as_an_uninterrupted_one() {
         ] {
             assert!(
                 (u - v).abs() <= 1e-4 * (1.0 + u.abs()),
-                "epoch {} {what}: uninterrupted {u}, resumed {v}",
+                "killed {moment}, epoch {} {what}: uninterrupted {u}, resumed {v}",
                 x.epoch
             );
         }
+    }
+}
+
+/// A moment to kill a run at: its name, and when it has come.
+type Moment = (&'static str, Box<dyn Fn(&Path) -> bool>);
+
+/// Killed at several moments (during epoch 1 before any checkpoint, while
+/// epoch 2's checkpoint is being written, between epochs) and resumed, a
+/// run ends as the uninterrupted one, and never trains again an epoch
+/// whose checkpoint was complete.
+#[test]
+fn runs_killed_at_any_moment_resume_to_the_same_end() {
+    let root = scratch("resume");
+    let whole = root.join("whole");
+    succeeds(
+        &resumable_run(&whole)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let moments: [Moment; 3] = [
+        (
+            "during epoch 1",
+            Box::new(|dir| dir.join("config.json").is_file()),
+        ),
+        (
+            "during epoch 2's checkpoint",
+            Box::new(|dir| dir.join("checkpoint/model-2.bpk").exists()),
+        ),
+        (
+            "between epochs 2 and 3",
+            Box::new(|dir| checkpoint_complete(dir, 2)),
+        ),
+    ];
+    for (i, (moment, now)) in moments.into_iter().enumerate() {
+        let killed = root.join(format!("killed-{i}"));
+        kill_when(&killed, now);
+        let finished = (1..=4)
+            .filter(|&e| checkpoint_complete(&killed, e))
+            .max()
+            .unwrap_or(0);
+        let stdout = succeeds(&["train", "--resume", path(&killed)]);
+        assert!(stdout.starts_with("resuming"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("from epoch {}", finished + 1)),
+            "{moment}: {stdout}"
+        );
+        for epoch in 1..=finished {
+            assert!(
+                !stdout.contains(&format!("epoch {epoch}/4 ")),
+                "{moment}: epoch {epoch} trained again\n{stdout}"
+            );
+        }
+        assert_same_metrics(&metrics(&whole), &metrics(&killed), moment);
     }
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -425,21 +382,7 @@ fn imported_pytorch_weights_predict_as_pytorch() {
     let root = scratch("import");
     let model = root.join("reference");
     let weights = format!("{GOLDEN_UNET}/unet_reference.safetensors");
-    succeeds(&[
-        "import",
-        "--weights",
-        &weights,
-        "--in-channels",
-        "3",
-        "--classes",
-        "3",
-        "--base-width",
-        "8",
-        "--depth",
-        "3",
-        "--out",
-        path(&model),
-    ]);
+    import(Path::new(&weights), &model);
     // The golden input through `segment`, against the argmax of PyTorch's logits.
     let golden: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{GOLDEN_UNET}/unet_io.json")).unwrap(),
@@ -457,10 +400,10 @@ fn imported_pytorch_weights_predict_as_pytorch() {
     let logits = values(&golden["eval_mode"]["output"]);
     let (h, w) = (32, 48);
     let device = burn::tensor::Device::flex();
-    let trained = unet_cli::model_dir::load(&model, &device).unwrap();
+    let trained = unet_train::model_dir::load(&model, &device).unwrap();
     assert!(trained.config.training.is_none());
-    let mask =
-        unet_cli::predict::segment(&trained.unet, &input[..3 * h * w], [3, h, w], &device).unwrap();
+    let mask = unet_train::predict::segment(&trained.unet, &input[..3 * h * w], [3, h, w], &device)
+        .unwrap();
     let mut decided = 0;
     for p in 0..h * w {
         let mut scores: Vec<(f32, u8)> = (0..3).map(|c| (logits[c * h * w + p], c as u8)).collect();

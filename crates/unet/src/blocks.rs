@@ -9,7 +9,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use layers::{
     Conv2d, Conv2dConfig, ConvError, ConvTranspose2d, ConvTranspose2dConfig,
-    DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, Padding, UpConv2d, bilinear_filter,
+    DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, Padding, UpConv2d,
 };
 
 use crate::config::{Block, Norm, UNetPadding, Upsampling};
@@ -259,7 +259,7 @@ fn bilinear_transposed(
     let config = ConvTranspose2dConfig::new(in_channels, out_channels, [4, 4])
         .with_stride([2, 2])
         .with_padding([1, 1]);
-    let filter = bilinear_filter(4);
+    let filter = layers::init::bilinear_filter(4);
     let share = out_channels as f64 / in_channels.max(1) as f64;
     let mut weight = vec![0f32; in_channels * out_channels * 16];
     for i in 0..in_channels {

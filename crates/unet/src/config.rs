@@ -6,6 +6,13 @@
 
 use burn::config::Config;
 
+/// The most poolings a U-Net may have (a 4096-pixel input halves to 1 in 12).
+pub const MAX_DEPTH: usize = 12;
+/// The largest bottleneck dilation.
+pub const MAX_DILATION: usize = 256;
+/// Channels no level may reach.
+pub const MAX_WIDTH: usize = 1 << 20;
+
 /// How the decoder doubles the spatial size at each level.
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
 pub enum Upsampling {

@@ -30,10 +30,12 @@ mod summary;
 mod weights;
 
 pub use blocks::{ConvBlock, ConvUnit, NormLayer, UnitConv, Upsampler};
-pub use config::{Block, Norm, UNetConfig, UNetPadding, Upsampling};
-pub use error::UNetError;
-pub use loss::{cross_entropy, dice_loss};
-pub use model::{Down, UNet, Up};
+pub use config::{
+    Block, MAX_DEPTH, MAX_DILATION, MAX_WIDTH, Norm, UNetConfig, UNetPadding, Upsampling,
+};
+pub use error::{ConfigError, UNetError};
+pub use loss::{cross_entropy, dice_loss, focal_loss, tversky_loss, weighted_cross_entropy};
+pub use model::{Down, UNet, Up, center_crop};
 pub use shape::{nearest_valid_input_sizes, output_size, valid_output_size};
 pub use summary::{LayerSummary, Summary, summary};
 pub use weights::{PYTORCH_KEY_MAP, load_pytorch_weights};

@@ -2,14 +2,15 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::kind::Basic;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::{MaxPoolOptions, PadMode};
 use burn::tensor::{Device, Tensor};
-use layers::{Conv2d, Conv2dConfig};
+use layers::{Conv2d, Conv2dConfig, ConvError};
 
 use crate::blocks::{BlockSpec, ConvBlock, Upsampler};
-use crate::config::{Block, Norm, UNetConfig, UNetPadding};
-use crate::error::UNetError;
+use crate::config::{Block, MAX_DEPTH, MAX_DILATION, MAX_WIDTH, Norm, UNetConfig, UNetPadding};
+use crate::error::{ConfigError, UNetError};
 use crate::shape::output_size;
 
 /// An encoder level: 2x2 max-pooling, then a block.
@@ -55,8 +56,7 @@ pub struct UNet {
 impl UNetConfig {
     /// Checks the values the layers do not check themselves.
     pub fn validate(&self) -> Result<(), UNetError> {
-        let fail = |message: String| Err(UNetError::Config(message));
-        for (name, value) in [
+        for (field, value) in [
             ("in_channels", self.in_channels),
             ("num_classes", self.num_classes),
             ("base_width", self.base_width),
@@ -64,50 +64,82 @@ impl UNetConfig {
             ("growth", self.growth),
         ] {
             if value == 0 {
-                return fail(format!("{name} must be positive, got 0"));
+                return Err(ConfigError::Zero { field }.into());
             }
         }
-        if self.depth > 12 {
-            return fail(format!("depth {} is more than 12 poolings", self.depth));
+        if self.depth > MAX_DEPTH {
+            return Err(ConfigError::TooDeep { depth: self.depth }.into());
         }
-        if self.bottleneck_dilations.is_empty() || self.bottleneck_dilations.contains(&0) {
-            return fail(format!(
-                "bottleneck_dilations must be positive and non-empty, got {:?}",
-                self.bottleneck_dilations
-            ));
+        let dilations = &self.bottleneck_dilations;
+        if dilations.is_empty() || dilations.contains(&0) {
+            return Err(ConfigError::BottleneckDilations {
+                dilations: dilations.clone(),
+            }
+            .into());
+        }
+        if let Some(&dilation) = dilations.iter().find(|&&d| d > MAX_DILATION) {
+            return Err(ConfigError::DilationTooLarge { dilation }.into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return fail(format!("dropout must be in [0, 1), got {}", self.dropout));
+            return Err(ConfigError::Dropout {
+                dropout: self.dropout,
+            }
+            .into());
         }
         let widths = self.widths();
-        if widths.last().copied().unwrap_or(0) >= 1 << 20 {
-            return fail(format!("widths {widths:?} are too large"));
+        if widths.last().copied().unwrap_or(0) >= MAX_WIDTH {
+            return Err(ConfigError::TooWide {
+                base_width: self.base_width,
+                growth: self.growth,
+                depth: self.depth,
+            }
+            .into());
         }
-        for (what, groups) in [
-            (
-                "norm groups",
-                match self.norm {
-                    Norm::Group { groups } => Some(groups),
-                    _ => None,
-                },
-            ),
-            (
-                "block groups",
-                match self.block {
-                    Block::Grouped { groups } => Some(groups),
-                    _ => None,
-                },
-            ),
-        ] {
+        self.check_groups(&widths)
+    }
+
+    /// Norm and block groups must divide every level's width.
+    fn check_groups(&self, widths: &[usize]) -> Result<(), UNetError> {
+        let norm = match self.norm {
+            Norm::Group { groups } => Some(groups),
+            _ => None,
+        };
+        let block = match self.block {
+            Block::Grouped { groups } => Some(groups),
+            _ => None,
+        };
+        for (what, groups) in [("norm groups", norm), ("block groups", block)] {
             if let Some(groups) = groups
                 && (groups == 0 || widths.iter().any(|w| w % groups != 0))
             {
-                return fail(format!(
-                    "{what} ({groups}) must divide every width {widths:?}"
-                ));
+                return Err(ConfigError::Groups {
+                    what,
+                    groups,
+                    widths: widths.to_vec(),
+                }
+                .into());
             }
         }
         Ok(())
+    }
+
+    /// The output shape `[batch, num_classes, height, width]` of this network
+    /// for an input shape, or why the input cannot pass (another channel count,
+    /// an empty dimension, a size a `Valid` network cannot take).
+    pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], UNetError> {
+        if input[1] != self.in_channels {
+            return Err(ConvError::InputChannels {
+                expected: self.in_channels,
+                got: input[1],
+                shape: input,
+            }
+            .into());
+        }
+        if input.contains(&0) {
+            return Err(ConvError::EmptyInput { shape: input }.into());
+        }
+        let [h, w] = output_size(self, [input[2], input[3]])?;
+        Ok([input[0], self.num_classes, h, w])
     }
 
     /// Builds the network with freshly initialised parameters (PyTorch's
@@ -173,18 +205,7 @@ impl UNet {
     /// The output shape `[batch, num_classes, height, width]` for an input
     /// shape, or why the input cannot pass.
     pub fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], UNetError> {
-        if input[1] != self.config.in_channels {
-            return Err(UNetError::InputChannels {
-                expected: self.config.in_channels,
-                got: input[1],
-                shape: input,
-            });
-        }
-        if input.contains(&0) {
-            return Err(UNetError::EmptyInput { shape: input });
-        }
-        let [h, w] = output_size(&self.config, [input[2], input[3]])?;
-        Ok([input[0], self.config.num_classes, h, w])
+        self.config.output_shape(input)
     }
 
     /// Class logits for a batch of images.
@@ -219,7 +240,8 @@ impl UNet {
             .forward(skips.pop().expect("bottleneck output"));
         for (up, skip) in self.ups.iter().zip(skips.into_iter().rev()) {
             let upsampled = up.up.try_forward(x)?;
-            let skip = center_crop(skip, upsampled.dims());
+            let [_, _, h, w] = upsampled.dims();
+            let skip = center_crop(skip, [h, w]);
             x = up.conv.try_forward(Tensor::cat(vec![skip, upsampled], 1))?;
         }
         let logits = self.outc.try_forward(x)?;
@@ -247,14 +269,22 @@ fn pool(x: Tensor<4>) -> Tensor<4> {
     max_pool2d(x, MaxPoolOptions::new([2, 2]))
 }
 
-/// The centre of `skip` with the spatial size of `target` (the paper's crop;
-/// a no-op with `Same` padding).
-fn center_crop(skip: Tensor<4>, target: [usize; 4]) -> Tensor<4> {
-    let [n, c, h, w] = skip.dims();
-    let (th, tw) = (target[2], target[3]);
-    if (h, w) == (th, tw) {
-        return skip;
+/// The centre `[height, width]` of the last two dimensions of `x`: the
+/// paper's crop of skip features in a `Valid` network, and of the masks its
+/// smaller output is scored against.
+///
+/// # Shapes
+/// - `x`: `[..., h, w]` with `h >= height`, `w >= width`
+/// - output: `[..., height, width]`
+pub fn center_crop<const D: usize, K: Basic>(
+    x: Tensor<D, K>,
+    [height, width]: [usize; 2],
+) -> Tensor<D, K> {
+    let dims = x.dims();
+    let (h, w) = (dims[D - 2], dims[D - 1]);
+    if (h, w) == (height, width) {
+        return x;
     }
-    let (top, left) = ((h - th) / 2, (w - tw) / 2);
-    skip.slice([0..n, 0..c, top..top + th, left..left + tw])
+    x.narrow(D - 2, (h - height) / 2, height)
+        .narrow(D - 1, (w - width) / 2, width)
 }

@@ -3,9 +3,12 @@
 use crate::config::{UNetConfig, UNetPadding};
 use crate::error::UNetError;
 
-/// Pixels a `Valid` 3x3 convolution of `dilation` removes from a size.
-fn valid_shrink(dilations: &[usize]) -> usize {
-    dilations.iter().map(|d| 2 * d).sum()
+/// Pixels `Valid` 3x3 convolutions of `dilations` remove from a size
+/// (`None` if the sum overflows).
+fn valid_shrink(dilations: &[usize]) -> Option<usize> {
+    dilations
+        .iter()
+        .try_fold(0usize, |sum, d| sum.checked_add(d.checked_mul(2)?))
 }
 
 /// The output size along one dimension for an input of `input` pixels, or
@@ -31,7 +34,7 @@ pub fn valid_output_size(config: &UNetConfig, input: usize) -> Option<usize> {
     if config.padding == UNetPadding::Same {
         return Some(input);
     }
-    let block = valid_shrink(&[1, 1]);
+    let block = valid_shrink(&[1, 1])?;
     let mut encoder = vec![input.checked_sub(block).filter(|&s| s > 0)?];
     for level in 1..=config.depth {
         let above = *encoder.last()?;
@@ -39,7 +42,7 @@ pub fn valid_output_size(config: &UNetConfig, input: usize) -> Option<usize> {
             return None;
         }
         let shrink = if level == config.depth {
-            valid_shrink(&config.bottleneck_dilations)
+            valid_shrink(&config.bottleneck_dilations)?
         } else {
             block
         };

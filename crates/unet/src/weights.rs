@@ -6,6 +6,9 @@ use burn::store::{
     ApplyError, ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Tensor};
+
 use crate::error::UNetError;
 use crate::model::UNet;
 
@@ -73,7 +76,32 @@ pub fn load_pytorch_weights(mut model: UNet, path: impl AsRef<Path>) -> Result<U
         }
     };
     check(&result).map_err(fail)?;
-    Ok(model)
+    Ok(model.into_f32())
+}
+
+/// Casts every float tensor of a module (parameters and running
+/// statistics) to `f32`.
+struct ToF32;
+
+impl ModuleMapper for ToF32 {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| {
+            if tensor.dtype() == DType::F32 {
+                tensor
+            } else {
+                tensor.cast(DType::F32)
+            }
+        })
+    }
+}
+
+impl UNet {
+    /// The network with every weight and running statistic in `f32`, the
+    /// precision the layers compute in: weights saved in half precision
+    /// (F16, BF16) or in F64 load as any others.
+    pub fn into_f32(self) -> Self {
+        self.map(&mut ToF32)
+    }
 }
 
 /// Turns an [`ApplyResult`] into the first problem it reports, if any.

@@ -7,9 +7,11 @@
 use rayon::prelude::*;
 
 use super::kernel::ConvShape;
+use super::rows::zip_strided;
 
-/// Whether [`forward`], [`input_grad`] and [`weight_grad`] apply: one input channel per group.
-pub(crate) fn applies(shape: &ConvShape) -> bool {
+/// Whether [`forward`], [`input_grad`] and [`weight_grad`] compute this
+/// convolution: one input channel per group.
+pub(crate) fn handles(shape: &ConvShape) -> bool {
     shape.groups == shape.in_channels && shape.groups > 1
 }
 
@@ -37,19 +39,6 @@ fn for_each_tap_row(
                 let iy = ((oy * shape.stride[0]) as isize + dy) as usize;
                 f(i * kw + j, oy, iy, x_lo..x_hi, ix);
             }
-        }
-    }
-}
-
-/// `out[lo..hi] += weight * input[ix], input[ix + stride], ...`.
-fn axpy(out: &mut [f32], input: &[f32], stride: usize, weight: f32) {
-    if stride == 1 {
-        for (o, x) in out.iter_mut().zip(input) {
-            *o += weight * x;
-        }
-    } else {
-        for (o, x) in out.iter_mut().zip(input.iter().step_by(stride)) {
-            *o += weight * x;
         }
     }
 }
@@ -90,8 +79,11 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
             let input = &x[(b * shape.in_channels + co / per_group) * h * w..][..h * w];
             let weight = &weight[co * taps..][..taps];
             for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                let out = &mut out[oy * ow..][cols.clone()];
-                axpy(out, &input[iy * w + ix..], shape.stride[1], weight[tap]);
+                let (out, input) = (&mut out[oy * ow + cols.start..], &input[iy * w + ix..]);
+                let a = weight[tap];
+                zip_strided(out, 1, input, shape.stride[1], cols.len(), |o, x| {
+                    *o += a * x
+                });
             });
         });
     y
@@ -117,16 +109,10 @@ pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
                 let weight = &weight[co * taps..][..taps];
                 for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
                     let src = &dy[oy * ow..][cols];
-                    let dst = &mut grad[iy * w + ix..];
-                    if sw == 1 {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += weight[tap] * s;
-                        }
-                    } else {
-                        for (d, s) in dst.iter_mut().step_by(sw).zip(src) {
-                            *d += weight[tap] * s;
-                        }
-                    }
+                    let a = weight[tap];
+                    zip_strided(&mut grad[iy * w + ix..], sw, src, 1, src.len(), |d, s| {
+                        *d += a * s
+                    });
                 });
             }
         });
@@ -199,7 +185,7 @@ mod tests {
             },
         ]);
         for shape in shapes {
-            assert!(applies(&shape));
+            assert!(handles(&shape));
             let x = values(
                 shape.batch * shape.in_channels * shape.input[0] * shape.input[1],
                 4,

@@ -14,6 +14,8 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use super::rows::zip_strided;
+
 /// Everything the kernels need to know about one convolution. Shapes are
 /// those of the forward convolution `x [n, c_in, h, w] -> y [n, c_out, oh, ow]`
 /// with weight `[c_out, c_in / groups, kh, kw]`; only the leading padding is
@@ -147,16 +149,8 @@ fn im2col(shape: &ConvShape, x: &[f32], group: usize, cols: &mut [f32]) {
                     dst[x_hi..].fill(0.0);
                     if x_lo < x_hi {
                         let start = ((x_lo * sw) as isize + dx) as usize;
-                        if sw == 1 {
-                            dst[x_lo..x_hi].copy_from_slice(&src[start..start + (x_hi - x_lo)]);
-                        } else {
-                            for (d, s) in dst[x_lo..x_hi]
-                                .iter_mut()
-                                .zip(src[start..].iter().step_by(sw))
-                            {
-                                *d = *s;
-                            }
-                        }
+                        let n = x_hi - x_lo;
+                        zip_strided(&mut dst[x_lo..], 1, &src[start..], sw, n, |d, s| *d = s);
                     }
                 }
             }
@@ -205,59 +199,81 @@ fn col2im_add(shape: &ConvShape, cols: &[f32], group: usize, dx: &mut [f32]) {
                     let dst = &mut plane[((oy * sh) as isize + dy) as usize * w..][..w];
                     let src = &row[oy * ow + x_lo..oy * ow + x_hi];
                     let start = ((x_lo * sw) as isize + dxo) as usize;
-                    if sw == 1 {
-                        for (d, s) in dst[start..start + src.len()].iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (d, s) in dst[start..].iter_mut().step_by(sw).zip(src) {
-                            *d += *s;
-                        }
-                    }
+                    zip_strided(&mut dst[start..], sw, src, 1, src.len(), |d, s| *d += s);
                 }
             }
         }
     }
 }
 
-/// A row-major matrix view: `rows x cols` with the given strides.
+/// A `rows x cols` matrix inside a slice, element `(r, c)` at
+/// `r * row_stride + c * col_stride`; the constructors check that every
+/// element lies inside the slice.
 #[derive(Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
 }
 
-impl Mat {
-    fn rows(data: &[f32], cols: usize) -> Self {
+impl<'a> Mat<'a> {
+    fn new(
+        data: &'a [f32],
+        [rows, cols]: [usize; 2],
+        [row_stride, col_stride]: [usize; 2],
+    ) -> Self {
+        // The offset of the last element, which must lie inside `data`.
+        let last = (rows.checked_sub(1), cols.checked_sub(1));
+        if let (Some(r), Some(c)) = last {
+            let end = r
+                .checked_mul(row_stride)
+                .and_then(|a| c.checked_mul(col_stride).and_then(|b| a.checked_add(b)));
+            assert!(
+                end.is_some_and(|end| end < data.len()),
+                "a {rows}x{cols} matrix with strides {row_stride}, {col_stride} overruns {} values",
+                data.len()
+            );
+        }
         Mat {
-            ptr: data.as_ptr(),
-            row_stride: cols as isize,
-            col_stride: 1,
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
         }
     }
 
-    fn transposed(data: &[f32], cols: usize) -> Self {
-        Mat {
-            ptr: data.as_ptr(),
-            row_stride: 1,
-            col_stride: cols as isize,
-        }
+    /// The row-major `rows x cols` matrix at the start of `data`.
+    fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, [rows, cols], [cols, 1])
+    }
+
+    /// The transpose of the row-major `cols x rows` matrix at the start of
+    /// `data`, read in place.
+    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, [rows, cols], [1, rows])
     }
 }
 
 /// `dst [m, n] (row-major) = accumulate * dst + lhs [m, k] x rhs [k, n]`.
-fn matmul(
-    dst: &mut [f32],
-    [m, k, n]: [usize; 3],
-    lhs: Mat,
-    rhs: Mat,
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    assert!(dst.len() >= m * n);
-    // SAFETY: `dst` holds `m * n` values, and the callers build `lhs` and
-    // `rhs` from slices holding `m * k` and `k * n` values with these strides.
+///
+/// # Panics
+/// If the inner dimensions differ or `dst` holds fewer than `m * n` values.
+fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, parallelism: Parallelism) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "inner dimensions of a matrix product");
+    assert!(m.checked_mul(n).is_some_and(|len| dst.len() >= len));
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: `gemm` reads `lhs` at `i * row_stride + l * col_stride` for
+    // `i < m`, `l < k` and `rhs` likewise for `l < k`, `j < n`: inside their
+    // slices, as `Mat::new` checked. It writes `dst` at `i * n + j` for
+    // `i < m`, `j < n`: inside `dst`, checked above. The three do not
+    // overlap: `dst` is borrowed mutably, the others shared. Every stride
+    // fits in `isize` because it addresses inside a slice.
     unsafe {
         gemm(
             m,
@@ -267,12 +283,12 @@ fn matmul(
             1,
             n as isize,
             accumulate,
-            lhs.ptr,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.ptr,
-            rhs.col_stride,
-            rhs.row_stride,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
             1.0,
             1.0,
             false,
@@ -393,9 +409,8 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
                 let cols = group_cols(shape, x, g, cols);
                 matmul(
                     &mut y[g * go * p..][..go * p],
-                    [go, k, p],
-                    Mat::rows(&weight[g * go * k..], k),
-                    Mat::rows(cols, p),
+                    Mat::rows(&weight[g * go * k..], go, k),
+                    Mat::rows(cols, k, p),
                     false,
                     parallelism,
                 );
@@ -421,13 +436,13 @@ pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
         |b, dx, cols, parallelism| {
             let dy = &dy[b * shape.output_len()..][..shape.output_len()];
             for g in 0..shape.groups {
-                let lhs = Mat::transposed(&weight[g * go * k..], k);
-                let rhs = Mat::rows(&dy[g * go * p..], p);
+                let lhs = Mat::transposed(&weight[g * go * k..], k, go);
+                let rhs = Mat::rows(&dy[g * go * p..], go, p);
                 if shape.cols_are_input() {
                     let dx = &mut dx[g * k * p..][..k * p];
-                    matmul(dx, [k, go, p], lhs, rhs, false, parallelism);
+                    matmul(dx, lhs, rhs, false, parallelism);
                 } else {
-                    matmul(cols, [k, go, p], lhs, rhs, false, parallelism);
+                    matmul(cols, lhs, rhs, false, parallelism);
                     col2im_add(shape, cols, g, dx);
                 }
             }
@@ -459,9 +474,8 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
             let cols = group_cols(shape, x, g, cols);
             matmul(
                 &mut dwt[g * k * go..][..k * go],
-                [k, p, go],
-                Mat::rows(cols, p),
-                Mat::transposed(&dy[g * go * p..], p),
+                Mat::rows(cols, k, p),
+                Mat::transposed(&dy[g * go * p..], p, go),
                 true,
                 parallelism,
             );

@@ -10,11 +10,13 @@
 //! backend extension: [`CpuConv`] is implemented for `Flex`, `NdArray` and
 //! for `Autodiff` over them, where a handwritten backward node calls the two
 //! gradient kernels. Other dtypes than `f32` and other backends keep Burn's
-//! kernels: [`applies`] says when this path is taken.
+//! kernels: [`has_kernels_for`] says when this path is taken
+//! ([`crate::dispatch`] asks it).
 
 mod depthwise;
 mod extension;
 mod kernel;
+mod rows;
 
 use burn::backend::Dispatch;
 use burn::tensor::ops::ConvOptions;
@@ -24,9 +26,9 @@ use crate::shape::{conv_output_size, conv_transpose_output_size};
 use extension::CpuConv;
 use kernel::ConvShape;
 
-/// Whether [`conv2d`] runs this module's kernels for `input`: `f32` tensors
-/// on the flex or ndarray device, with or without autodiff.
-pub(crate) fn applies(input: &Tensor<4>) -> bool {
+/// Whether this module has kernels for convolutions of `input`: `f32`
+/// tensors on the flex or ndarray device, with or without autodiff.
+pub(crate) fn has_kernels_for(input: &Tensor<4>) -> bool {
     if input.dtype() != DType::F32 {
         return false;
     }
@@ -37,7 +39,7 @@ pub(crate) fn applies(input: &Tensor<4>) -> bool {
 }
 
 /// `conv2d(x, weight)` without bias, through [`CpuConv`]. Call only where
-/// [`applies`] holds.
+/// [`has_kernels_for`] holds.
 ///
 /// # Shapes
 /// - `x`: `[batch, in_channels, height, width]`
@@ -52,7 +54,7 @@ pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -
 }
 
 /// The transposed convolution of `x` with `weight` before padding, output
-/// padding and bias, through [`CpuConv`]. Call only where [`applies`] holds.
+/// padding and bias, through [`CpuConv`]. Call only where [`has_kernels_for`] holds.
 ///
 /// # Shapes
 /// - `x`: `[batch, in_channels, height, width]`
@@ -75,7 +77,7 @@ pub(crate) fn conv_transpose2d(
 
 /// The convolution kernel for `shape`: depthwise loops or im2col + gemm.
 fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
-    if depthwise::applies(shape) {
+    if depthwise::handles(shape) {
         depthwise::forward(shape, x, weight)
     } else {
         kernel::forward(shape, x, weight)
@@ -84,7 +86,7 @@ fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
 
 /// The input-gradient kernel for `shape` (also the transposed convolution).
 fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
-    if depthwise::applies(shape) {
+    if depthwise::handles(shape) {
         depthwise::input_grad(shape, dy, weight)
     } else {
         kernel::input_grad(shape, dy, weight)
@@ -93,7 +95,7 @@ fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
 
 /// The weight-gradient kernel for `shape`.
 fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    if depthwise::applies(shape) {
+    if depthwise::handles(shape) {
         depthwise::weight_grad(shape, x, dy)
     } else {
         kernel::weight_grad(shape, x, dy)

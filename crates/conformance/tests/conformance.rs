@@ -1,0 +1,121 @@
+//! The layers against PyTorch's reference cases (`../shared/golden/conv_public.json`)
+//! on every backend: forward output and the gradients of input, weight and bias,
+//! and the configurations PyTorch refuses.
+
+use conformance::{GoldenFile, Implementation, Report, Tolerance, load, run};
+use unet_train::BackendKind;
+
+const PUBLIC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/golden/conv_public.json"
+);
+
+fn public_cases() -> GoldenFile {
+    load(PUBLIC).unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn assert_all_pass(report: &Report, what: &str) {
+    let failures = report.failure_lines();
+    assert!(
+        failures.is_empty(),
+        "{what}: {}\n{}",
+        report.summary(),
+        failures.join("\n")
+    );
+}
+
+fn conformance(backend: BackendKind) {
+    let golden = public_cases();
+    let report = run(
+        &golden,
+        &backend.device(),
+        Implementation::Native,
+        Tolerance::default(),
+    );
+    assert_eq!(report.cases.len(), golden.cases.len());
+    assert_eq!(report.cases.len(), 134, "121 valid and 13 error cases");
+    assert_all_pass(&report, &format!("conv_public.json on {backend}"));
+}
+
+#[test]
+fn flex_matches_pytorch() {
+    conformance(BackendKind::Flex);
+}
+
+#[test]
+fn ndarray_matches_pytorch() {
+    conformance(BackendKind::Ndarray);
+}
+
+#[test]
+fn wgpu_matches_pytorch() {
+    conformance(BackendKind::Wgpu);
+}
+
+/// The zero-insertion form of the transposed convolution gives the same
+/// numbers as PyTorch's `conv_transpose2d`, forward and backward.
+#[test]
+fn up_convolution_matches_pytorch() {
+    let golden = public_cases();
+    let report = run(
+        &golden,
+        &BackendKind::Flex.device(),
+        Implementation::UpConv,
+        Tolerance::default(),
+    );
+    let transposed = golden
+        .cases
+        .iter()
+        .filter(|c| c.op == conformance::GoldenOp::ConvTranspose2d)
+        .count();
+    assert_eq!(report.cases.len(), transposed);
+    assert_all_pass(&report, "conv_transpose2d cases through UpConv2d");
+}
+
+/// The runner catches a wrong value, a wrong gradient and a wrongly accepted
+/// configuration: a checker that cannot fail checks nothing.
+#[test]
+fn the_runner_reports_wrong_results() {
+    let mut golden = public_cases();
+    golden.cases.retain(|c| {
+        c.name == "conv2d_k3_s1_p1_d1_g1_b_n3_c3_4_8x8_k3" || c.name == "err_conv2d_zero_stride"
+    });
+    assert_eq!(golden.cases.len(), 2);
+    let valid = golden.cases[0].clone();
+
+    let mut wrong_output = valid.clone();
+    wrong_output.output.as_mut().unwrap().data[5] += 1e-3;
+    let mut wrong_grad = valid.clone();
+    wrong_grad.grad_bias.as_mut().unwrap().data[0] *= 1.01;
+    let mut malformed = golden.cases[1].clone();
+    malformed.expect_error = None;
+    let mut wrongly_accepted = valid;
+    wrongly_accepted.expect_error = Some("PyTorch refuses this".into());
+    wrongly_accepted.input_shape = Some([1, 3, 8, 8]);
+    golden.cases = vec![wrong_output, wrong_grad, malformed, wrongly_accepted];
+
+    let report = run(
+        &golden,
+        &BackendKind::Flex.device(),
+        Implementation::Native,
+        Tolerance::default(),
+    );
+    assert_eq!(report.summary(), "0 passed, 4 failed");
+    let lines = report.failure_lines();
+    assert!(
+        lines[0].contains("output: 1 of 768 values outside tolerance"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("grad_bias: 1 of 4 values"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("malformed case"), "{}", lines[2]);
+    assert!(
+        lines[3].contains("accepted a case PyTorch refuses"),
+        "{}",
+        lines[3]
+    );
+}

@@ -1,0 +1,85 @@
+//! The one place that decides which implementation computes a convolution.
+//! The layers call [`conv2d`] or [`conv_transpose2d_full`] and add their bias
+//! themselves ([`crate::ops::add_bias`]), whatever computed the product:
+//!
+//! | the input tensor | engine |
+//! |---|---|
+//! | `f32` on flex or ndarray, with or without autodiff | the kernels of [`crate::cpu`] |
+//! | carrying gradients on another backend (wgpu), in a shape with a matrix-product form (1x1 stride 1 unpadded; transposed with stride = kernel) | [`crate::lowering`] |
+//! | anything else | Burn's `conv2d` / `conv_transpose2d` |
+//!
+//! Why the matrix-product forms only when training: measured on flex before
+//! the CPU kernels existed (`docs/performance.md`), their backward pass was
+//! 1.5 to 2.5 times faster than Burn's convolution backward and their forward
+//! pass alone slower than Burn's direct kernels.
+
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv_transpose2d, conv2d as burn_conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+use crate::{cpu, lowering};
+
+/// What computes one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    CpuKernels,
+    MatrixProducts,
+    Burn,
+}
+
+/// The engine for `input`, given whether the convolution has a matrix-product form.
+fn engine(input: &Tensor<4>, has_matrix_form: bool) -> Engine {
+    if cpu::has_kernels_for(input) {
+        Engine::CpuKernels
+    } else if has_matrix_form && input.is_autodiff() {
+        Engine::MatrixProducts
+    } else {
+        Engine::Burn
+    }
+}
+
+/// The convolution of `x` with `weight`, without bias.
+///
+/// # Shapes
+/// - `x`: `[batch, in_channels, height, width]`
+/// - `weight`: `[out_channels, in_channels / groups, kh, kw]`
+/// - output: `[batch, out_channels, height_out, width_out]`
+pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
+    let [_, _, kh, kw] = weight.dims();
+    let pointwise = lowering::is_pointwise([kh, kw], options.stride, options.padding);
+    match engine(&x, pointwise) {
+        Engine::CpuKernels => cpu::conv2d(x, weight, options.clone()),
+        Engine::MatrixProducts => lowering::pointwise(x, weight, options.groups),
+        Engine::Burn => burn_conv2d(x, weight, None, options.clone()),
+    }
+}
+
+/// The transposed convolution of `x` with `weight` before padding, output
+/// padding and bias: the full output, every input pixel's window whole.
+/// The layers crop and pad it; this keeps every combination exact (Burn 0.22
+/// requires `padding <= dilation * (kernel - 1)`).
+///
+/// # Shapes
+/// - `x`: `[batch, in_channels, height, width]`
+/// - `weight`: `[in_channels, out_channels / groups, kh, kw]`
+/// - output: `[batch, out_channels, (height - 1) * stride + dilation * (kh - 1) + 1, ..]`
+pub(crate) fn conv_transpose2d_full(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Tensor<4> {
+    let [_, _, kh, kw] = weight.dims();
+    let non_overlapping = lowering::is_non_overlapping([kh, kw], stride, dilation, groups);
+    match engine(&x, non_overlapping) {
+        Engine::CpuKernels => cpu::conv_transpose2d(x, weight, stride, dilation, groups),
+        Engine::MatrixProducts => lowering::non_overlapping_transposed(x, weight),
+        Engine::Burn => conv_transpose2d(
+            x,
+            weight,
+            None,
+            ConvTransposeOptions::new(stride, [0, 0], [0, 0], dilation, groups),
+        ),
+    }
+}

@@ -1,0 +1,610 @@
+//! The inputs real users bring, one test per case: each ends in one clear
+//! line and exit code 1, or in the right behaviour; nothing the user made is
+//! overwritten or deleted.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use common::{
+    GOLDEN_UNET, TINY, UNET, fails_with, import, path, scratch, succeeds, tiny_model, unet,
+    write_dataset,
+};
+use image::{GrayImage, ImageBuffer, Luma};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+/// `unet train` with the tiny settings, `extra` on top, into `out`.
+fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--out", path(out)];
+    args.extend(TINY);
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn one_class_is_refused_before_anything_runs() {
+    fails_with(&["train", "--classes", "1"], &["--classes 1", "2 to 256"]);
+    let root = scratch("one-class");
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    let out = root.join("out");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            path(&data),
+            "--classes",
+            "1",
+            "--out",
+            path(&out),
+        ],
+        &["--classes 1"],
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The reference weights with every f32 tensor stored as `dtype`.
+fn convert(dtype: Dtype, to: &Path) {
+    let bytes = std::fs::read(format!("{GOLDEN_UNET}/unet_reference.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            if view.dtype() != Dtype::F32 {
+                return (
+                    name,
+                    view.dtype(),
+                    view.shape().to_vec(),
+                    view.data().to_vec(),
+                );
+            }
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            let data: Vec<u8> = match dtype {
+                Dtype::F16 => values
+                    .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => values
+                    .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
+                Dtype::F64 => values.flat_map(|v| f64::from(v).to_le_bytes()).collect(),
+                other => panic!("not a conversion target: {other:?}"),
+            };
+            (name, dtype, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views = converted.iter().map(|(name, dtype, shape, data)| {
+        (
+            name.clone(),
+            TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    safetensors::serialize_to_file(views, None, to).unwrap();
+}
+
+/// An RGB image for the reference model.
+fn rgb_image(path: &Path) {
+    image::RgbImage::from_fn(40, 24, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 9) as u8, ((x + y) * 3) as u8])
+    })
+    .save(path)
+    .unwrap();
+}
+
+#[test]
+fn half_precision_and_double_weights_import_as_f32() {
+    let root = scratch("dtypes");
+    let image = root.join("in.png");
+    rgb_image(&image);
+    let mut masks = Vec::new();
+    for (name, dtype) in [
+        ("f64", Dtype::F64),
+        ("f16", Dtype::F16),
+        ("bf16", Dtype::BF16),
+    ] {
+        let weights = root.join(format!("{name}.safetensors"));
+        convert(dtype, &weights);
+        let model = root.join(format!("model-{name}"));
+        import(&weights, &model);
+        let trained = unet_train::model_dir::load(&model, &burn::tensor::Device::flex()).unwrap();
+        let weight = trained.unet.outc.weight.val();
+        assert_eq!(weight.dtype(), burn::tensor::DType::F32, "{name}");
+        for backend in ["flex", "ndarray"] {
+            let out = root.join(format!("pred-{name}-{backend}"));
+            succeeds(&[
+                "predict",
+                "--model",
+                path(&model),
+                "--input",
+                path(&image),
+                "--output",
+                path(&out),
+                "--backend",
+                backend,
+            ]);
+            masks.push(std::fs::read(out.join("in_mask.png")).unwrap());
+        }
+    }
+    // F64 holds the f32 values exactly: both backends agree with it.
+    let f32_model = root.join("model-f32");
+    import(
+        Path::new(&format!("{GOLDEN_UNET}/unet_reference.safetensors")),
+        &f32_model,
+    );
+    let out = root.join("pred-f32");
+    succeeds(&[
+        "predict",
+        "--model",
+        path(&f32_model),
+        "--input",
+        path(&image),
+        "--output",
+        path(&out),
+    ]);
+    let reference = std::fs::read(out.join("in_mask.png")).unwrap();
+    assert_eq!(masks[0], reference);
+    assert_eq!(masks[1], reference);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn import_never_writes_over_a_run() {
+    let model = tiny_model();
+    let config = std::fs::read(model.join("config.json")).unwrap();
+    let weights = std::fs::read(model.join("model.bpk")).unwrap();
+    fails_with(
+        &[
+            "import",
+            "--weights",
+            &format!("{GOLDEN_UNET}/unet_reference.safetensors"),
+            "--classes",
+            "3",
+            "--base-width",
+            "8",
+            "--depth",
+            "3",
+            "--out",
+            path(model),
+        ],
+        &["--out", path(model), "new or empty folder"],
+    );
+    assert_eq!(std::fs::read(model.join("config.json")).unwrap(), config);
+    assert_eq!(std::fs::read(model.join("model.bpk")).unwrap(), weights);
+}
+
+#[test]
+fn sixteen_bit_masks_are_read_by_value() {
+    let root = scratch("mask16");
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    // Every mask in 16 bits: class 1 stored as 1 is class 1 (divided by 257,
+    // as an 8-bit reading does, it was 0); 200 is no class of three.
+    for i in 0..3 {
+        let path = data.join(format!("masks/s{i}.png"));
+        let eight = image::open(&path).unwrap().to_luma8();
+        let mask: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(16, 16, |x, y| {
+            Luma([u16::from(eight.get_pixel(x, y).0[0] > 0)])
+        });
+        mask.save(&path).unwrap();
+    }
+    let out = root.join("out");
+    succeeds(&train_args(
+        &out,
+        &["--data", path(&data), "--epochs", "1", "--classes", "3"],
+    ));
+    let bad: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(16, 16, |x, _| Luma([if x == 3 { 200 } else { 0 }]));
+    bad.save(data.join("masks/s1.png")).unwrap();
+    fails_with(
+        &["eval", "--model", path(&out), "--data", path(&data)],
+        &["masks/s1.png", "mask value 200 at (x 3, y 0)", "below 3"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn two_files_of_one_name_are_refused_not_dropped() {
+    let root = scratch("stems");
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    std::fs::copy(data.join("images/s0.png"), data.join("images/s0.PNG")).unwrap();
+    fails_with(
+        &train_args(&root.join("out"), &["--data", path(&data)]),
+        &["images/s0.PNG", "images/s0.png", "have one name"],
+    );
+    let out = root.join("masks");
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(tiny_model()),
+            "--input",
+            path(&data.join("images")),
+            "--output",
+            path(&out),
+        ],
+        &["s0.PNG", "have one name"],
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn huge_sizes_are_refused_with_the_limit_or_the_estimate() {
+    fails_with(
+        &["train", "--samples", "1000000000"],
+        &["--samples 1000000000", "2 to 10000000"],
+    );
+    fails_with(
+        &["train", "--classes", "1000000000"],
+        &["--classes 1000000000"],
+    );
+    fails_with(
+        &["train", "--image-size", "100000"],
+        &["--image-size 100000", "8 to 65536"],
+    );
+    fails_with(
+        &["train", "--base-width", "1000000"],
+        &["base_width 1000000", "channels"],
+    );
+    // Within every limit, but beyond any machine's memory: the estimate says so.
+    fails_with(
+        &[
+            "train",
+            "--base-width",
+            "60000",
+            "--image-size",
+            "4096",
+            "--batch-size",
+            "64",
+        ],
+        &["a training step", "needs about", "available"],
+    );
+}
+
+#[test]
+fn overflowing_values_are_errors_or_work() {
+    let max = u64::MAX.to_string();
+    fails_with(
+        &["train", "--image-size", "4294967296"],
+        &["--image-size 4294967296"],
+    );
+    fails_with(
+        &["train", "--classes", "257"],
+        &["--classes 257", "2 to 256"],
+    );
+    fails_with(&["train", "--epochs", &max], &["--epochs", "1 to 1000000"]);
+    // A batch larger than the data is one batch of all of it.
+    let root = scratch("overflow");
+    let out = root.join("out");
+    let mut args = train_args(&out, &["--epochs", "1"]);
+    let batch = args.iter().position(|&a| a == "--batch-size").unwrap() + 1;
+    args[batch] = &max;
+    succeeds(&args);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn non_utf8_names_are_read_and_named() {
+    let root = scratch("non-utf8");
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    let odd = OsStr::from_bytes(b"caf\xe9");
+    for folder in ["images", "masks"] {
+        let mut name = odd.to_os_string();
+        name.push(".png");
+        std::fs::rename(
+            data.join(folder).join("s2.png"),
+            data.join(folder).join(&name),
+        )
+        .unwrap();
+    }
+    let out = root.join("out");
+    succeeds(&train_args(&out, &["--data", path(&data), "--epochs", "1"]));
+    // A bad mask under that name is named, not skipped.
+    let mut name = odd.to_os_string();
+    name.push(".png");
+    GrayImage::from_pixel(16, 16, Luma([9]))
+        .save(data.join("masks").join(&name))
+        .unwrap();
+    fails_with(
+        &["eval", "--model", path(&out), "--data", path(&data)],
+        &["caf", "mask value 9"],
+    );
+    // Weights from a file whose name is not UTF-8.
+    let mut weights = odd.to_os_string();
+    weights.push(".safetensors");
+    let weights = root.join(weights);
+    std::fs::copy(
+        format!("{GOLDEN_UNET}/unet_reference.safetensors"),
+        &weights,
+    )
+    .unwrap();
+    let model = root.join("imported");
+    let out = std::process::Command::new(UNET)
+        .args([
+            "import",
+            "--in-channels",
+            "3",
+            "--classes",
+            "3",
+            "--base-width",
+            "8",
+            "--depth",
+            "3",
+            "--out",
+            path(&model),
+        ])
+        .arg("--weights")
+        .arg(&weights)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    assert!(config.contains("caf\u{fffd}.safetensors"), "{config}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_missing_gpu_is_one_line() {
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(tiny_model()),
+            "--input",
+            "x.png",
+            "--output",
+            "y",
+            "--backend",
+            "wgpu",
+            "--device",
+            "99",
+        ],
+        &["--backend wgpu --device 99", "no usable GPU adapter"],
+    );
+    // No Vulkan driver at all.
+    let out = std::process::Command::new(UNET)
+        .args(["train", "--backend", "wgpu", "--epochs", "1"])
+        .args(TINY)
+        .env("VK_ICD_FILENAMES", "/nonexistent.json")
+        .env("VK_DRIVER_FILES", "/nonexistent.json")
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("no usable GPU adapter"), "{stderr}");
+}
+
+#[test]
+fn resize_sizes_out_of_range_are_named() {
+    let root = scratch("resize");
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    fails_with(
+        &["train", "--data", path(&data), "--image-size", "4294967312"],
+        &["--image-size 4294967312", "1 to 65536"],
+    );
+    fails_with(
+        &["train", "--data", path(&data), "--image-size", "0"],
+        &["--image-size 0", "at least 1"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn palette_masks_are_read_by_index() {
+    let root = scratch("palette");
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    // Rewrite every mask as a palette PNG: index 1 is VOC's dark red.
+    for i in 0..3 {
+        let path = data.join(format!("masks/s{i}.png"));
+        let gray = image::open(&path).unwrap().to_luma8();
+        let indices: Vec<u8> = gray.pixels().map(|p| u8::from(p.0[0] > 0)).collect();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 16, 16);
+        encoder.set_color(png::ColorType::Indexed);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_palette(vec![0u8, 0, 0, 128, 0, 0]);
+        encoder
+            .write_header()
+            .unwrap()
+            .write_image_data(&indices)
+            .unwrap();
+    }
+    let out = root.join("out");
+    succeeds(&train_args(&out, &["--data", path(&data), "--epochs", "1"]));
+    let scores = succeeds(&["eval", "--model", path(&out), "--data", path(&data)]);
+    assert!(scores.contains("mean*"), "{scores}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn predict_goes_on_past_a_bad_image_and_says_which() {
+    let root = scratch("bad-image");
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    std::fs::write(data.join("images/s1.png"), b"\x89PNG broken").unwrap();
+    let out = root.join("masks");
+    let run = unet(&[
+        "predict",
+        "--model",
+        path(tiny_model()),
+        "--input",
+        path(&data.join("images")),
+        "--output",
+        path(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("images/s1.png") && lines[0].contains("cannot read image"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("1 of 3 images failed") && lines[1].contains("other 2"),
+        "{stderr}"
+    );
+    assert!(out.join("s0_mask.png").is_file() && out.join("s2_mask.png").is_file());
+    assert!(!out.join("s1_mask.png").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn predict_refuses_to_write_into_its_input_folder() {
+    let root = scratch("same-folder");
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    let images = data.join("images");
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(tiny_model()),
+            "--input",
+            path(&images),
+            "--output",
+            path(&images),
+        ],
+        &["--output", "another folder than --input"],
+    );
+    assert_eq!(
+        std::fs::read_dir(&images).unwrap().count(),
+        2,
+        "nothing written"
+    );
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(tiny_model()),
+            "--input",
+            path(&images),
+            "--output",
+            path(tiny_model()),
+        ],
+        &["--output", "not a model directory"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn an_edited_config_with_a_huge_dilation_is_named() {
+    let root = scratch("dilation");
+    let model = root.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(tiny_model().join("model.bpk"), model.join("model.bpk")).unwrap();
+    let config = std::fs::read_to_string(tiny_model().join("config.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let mut value = value;
+    value["model"]["padding"] = "Valid".into();
+    value["model"]["bottleneck_dilations"] = serde_json::json!([usize::MAX / 2]);
+    std::fs::write(model.join("config.json"), value.to_string()).unwrap();
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    fails_with(
+        &["eval", "--model", path(&model), "--data", path(&data)],
+        &["bottleneck dilation", "more than 256"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A tiny run trained for `epochs` epochs, its configuration then asking
+/// for one more: what `--resume` continues.
+fn run_to_extend(root: &Path, epochs: usize) -> PathBuf {
+    let out = root.join("run");
+    let count = epochs.to_string();
+    succeeds(&train_args(&out, &["--epochs", &count]));
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    let extended = config.replace(
+        &format!("\"epochs\": {epochs}"),
+        &format!("\"epochs\": {}", epochs + 1),
+    );
+    assert_ne!(config, extended);
+    std::fs::write(out.join("config.json"), extended).unwrap();
+    out
+}
+
+#[test]
+fn a_damaged_optimizer_checkpoint_falls_back_and_says_so() {
+    let root = scratch("damaged-optim");
+    let run = run_to_extend(&root, 3);
+    std::fs::write(run.join("checkpoint/optim-3.bpk"), b"").unwrap();
+    let out = unet(&["train", "--resume", path(&run)]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("checkpoint/optim-3.bpk (epoch 3) does not load"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("from epoch 3"), "{stdout}");
+    assert!(
+        run.join("superseded/epoch-3/checkpoint/optim-3.bpk")
+            .is_file(),
+        "set aside, not deleted"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_damaged_model_checkpoint_falls_back_and_keeps_the_files() {
+    let root = scratch("damaged-model");
+    let run = run_to_extend(&root, 3);
+    let model = run.join("checkpoint/model-3.bpk");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = unet(&["train", "--resume", path(&run)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model-3.bpk (epoch 3) does not load"),
+        "{stderr}"
+    );
+    for kept in [
+        "checkpoint/model-3.bpk",
+        "checkpoint/optim-3.bpk",
+        "checkpoint/scheduler-3.bpk",
+    ] {
+        let file = run.join("superseded/epoch-3").join(kept);
+        assert!(file.is_file(), "{} kept", file.display());
+    }
+    assert!(run.join("superseded/epoch-3/train/epoch-3").is_dir());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_damaged_metric_log_is_named() {
+    let root = scratch("damaged-log");
+    let run = run_to_extend(&root, 2);
+    let logs: Vec<PathBuf> = std::fs::read_dir(run.join("valid/epoch-2"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    std::fs::write(&logs[0], "0.5\nnot a number\n").unwrap();
+    fails_with(
+        &["train", "--resume", path(&run)],
+        &[path(&logs[0]), "damaged metric log", "line 2"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,177 @@
+//! What can be wrong with a dataset on disk.
+
+use std::path::PathBuf;
+
+/// A dataset that cannot be used; every message names the file or folder.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A folder that should exist does not.
+    #[error("{path}: no such directory")]
+    MissingDir {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A folder without any image.
+    #[error("{path}: no .png or .jpg images")]
+    NoImages {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// An image without a mask of the same stem.
+    #[error("{image}: no mask (expected {expected})")]
+    ImageWithoutMask {
+        /// The image.
+        image: PathBuf,
+        /// The mask path looked for.
+        expected: PathBuf,
+    },
+    /// A mask without an image of the same stem.
+    #[error("{mask}: mask without an image of the same name in {images}")]
+    MaskWithoutImage {
+        /// The mask.
+        mask: PathBuf,
+        /// The images folder.
+        images: PathBuf,
+    },
+    /// A file that is not a readable image.
+    #[error("{path}: cannot read image: {reason}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A mask whose size differs from its image's.
+    #[error(
+        "{mask}: mask is {mask_size:?} (width x height) but its image {image} is {image_size:?}"
+    )]
+    SizeMismatch {
+        /// The image.
+        image: PathBuf,
+        /// Its `[width, height]`.
+        image_size: [u32; 2],
+        /// The mask.
+        mask: PathBuf,
+        /// Its `[width, height]`.
+        mask_size: [u32; 2],
+    },
+    /// A mask value that is not a class index (nor 255 in a binary mask).
+    #[error(
+        "{path}: mask value {value} at (x {x}, y {y}) is not a class index below {classes} \
+         (binary masks may use 0 and 255)"
+    )]
+    MaskValue {
+        /// The mask.
+        path: PathBuf,
+        /// The value found (a gray level or a palette index).
+        value: u16,
+        /// Column.
+        x: u32,
+        /// Row.
+        y: u32,
+        /// The number of classes.
+        classes: usize,
+    },
+    /// A channel count other than 1 (grayscale) or 3 (RGB).
+    #[error("{channels} image channels asked for: only 1 (grayscale) and 3 (RGB) are supported")]
+    Channels {
+        /// The count asked for.
+        channels: usize,
+    },
+    /// An image whose channel count is not the model's.
+    #[error(
+        "{path}: {} image, but the model takes {expected} channel{} ({})",
+        if *found == 1 { "grayscale" } else { "colour (RGB)" },
+        if *expected == 1 { "" } else { "s" },
+        if *expected == 1 { "grayscale" } else { "RGB" }
+    )]
+    ChannelMismatch {
+        /// The image.
+        path: PathBuf,
+        /// Its channels (1 or 3).
+        found: usize,
+        /// The channels expected.
+        expected: usize,
+    },
+    /// Images of different sizes, which cannot be batched.
+    #[error(
+        "{path}: image is {size:?} (width x height) but {first} is {first_size:?}; \
+         images of one dataset must have one size (or pass --image-size to resize them)"
+    )]
+    MixedSizes {
+        /// The first image.
+        first: PathBuf,
+        /// Its `[width, height]`.
+        first_size: [u32; 2],
+        /// The image that differs.
+        path: PathBuf,
+        /// Its `[width, height]`.
+        size: [u32; 2],
+    },
+    /// A mask with many distinct values: instance labels, not classes.
+    #[error(
+        "{path}: mask holds {values} distinct values, more than the classes: it looks like \
+         an instance-label image; train on its foreground with --masks instances"
+    )]
+    InstanceMask {
+        /// The mask.
+        path: PathBuf,
+        /// How many distinct values it holds.
+        values: usize,
+    },
+    /// Instance-label masks with a class count other than two.
+    #[error(
+        "--masks instances trains foreground against background: --classes must be 2, got {classes}"
+    )]
+    InstancesNeedTwoClasses {
+        /// The classes asked for.
+        classes: usize,
+    },
+    /// A colour (RGB) mask.
+    #[error(
+        "{path}: colour mask; masks hold class indices, as grayscale or palette (indexed) PNG images"
+    )]
+    ColourMask {
+        /// The mask.
+        path: PathBuf,
+    },
+    /// Two files of one stem (`a.png` and `a.PNG`, `a.png` and `a.jpg`).
+    #[error("{first} and {second} have one name: rename or remove one of them")]
+    DuplicateStem {
+        /// The first, in name order.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+    },
+    /// A sample index past the end of a dataset.
+    #[error("sample {index} asked of a dataset of {len}")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The dataset's length.
+        len: usize,
+    },
+    /// A class count masks of 8-bit indices cannot hold.
+    #[error("{classes} classes: masks hold 8-bit class indices, so 2 to 256 classes")]
+    Classes {
+        /// The count asked for.
+        classes: usize,
+    },
+    /// A synthetic image side out of range.
+    #[error("synthetic images of {size}x{size} pixels: the side must be 8 to {max}", max = crate::config::MAX_SIDE)]
+    SyntheticSize {
+        /// The side asked for.
+        size: usize,
+    },
+    /// An augmentation that could not be applied to a sample.
+    #[error("augmentation failed: {reason}")]
+    Augment {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A loss weight map asked of a sample without instance labels.
+    #[error(
+        "--border-weight needs instance labels: a labels/ folder of 16-bit images with one id per object"
+    )]
+    NoLabels,
+}

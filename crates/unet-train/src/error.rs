@@ -1,0 +1,121 @@
+//! Everything that can stop `unet`, each a one-line message naming the
+//! file, folder or option at fault.
+
+use std::path::PathBuf;
+
+use unet::UNetError;
+
+use crate::data::DataError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A dataset or image that cannot be used.
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// A model that cannot be built or run.
+    #[error(transparent)]
+    Model(#[from] UNetError),
+
+    /// An option value out of range.
+    #[error("{name} {value}: must be {expected}")]
+    Option {
+        /// The option, as typed (`--lr`).
+        name: String,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        expected: String,
+    },
+
+    /// A file or folder that cannot be read or written.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's message.
+        reason: String,
+    },
+
+    /// A fresh run pointed at a folder that already holds one.
+    #[error(
+        "{dir}: already holds a training run; continue it with --resume {dir}, or choose another --out"
+    )]
+    OutputExists {
+        /// The folder.
+        dir: PathBuf,
+    },
+
+    /// A `--model` or `--resume` folder that is not what it should be.
+    #[error("{dir}: {reason}")]
+    ModelDir {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Weights that do not fit the model described by `config.json`.
+    #[error("{path}: the weights do not fit the model of {config}: {reason}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// The configuration file.
+        config: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
+
+    /// A size whose memory, estimated before allocating, exceeds what the
+    /// machine has available.
+    #[error("{what} needs about {needed}; this machine has {available} available")]
+    TooLarge {
+        /// What was asked for.
+        what: String,
+        /// The estimate.
+        needed: String,
+        /// The memory available.
+        available: String,
+    },
+
+    /// `--resume` on an imported model.
+    #[error("an imported model has no training run to resume")]
+    NotTrainable,
+
+    /// Training stopped on a NaN or infinite loss.
+    #[error("training stopped: {reason}; {kept}")]
+    NonFiniteLoss {
+        /// When it happened.
+        reason: String,
+        /// What was kept (the last good checkpoint).
+        kept: String,
+    },
+
+    /// The device failed to compute or return a result.
+    #[error("the device failed: {0}")]
+    Device(String),
+
+    /// burn-train reported an error.
+    #[error("training failed: {0}")]
+    Training(String),
+}
+
+impl CliError {
+    /// An option value out of range: `name value: must be expected`.
+    pub fn option(name: &str, value: impl std::fmt::Display, expected: &str) -> Self {
+        CliError::Option {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+        CliError::Io {
+            path: path.into(),
+            reason: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Scores of a model on a labelled folder: `unet eval`.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::config::Preprocess;
+use imaging::WatershedConfig;
+
+use crate::data::{image_mask_pairs, read_pair};
+use crate::error::CliError;
+use crate::instances::{InstanceCounts, instances_of};
+use crate::model_dir::TrainedModel;
+use crate::predict::{PredictOptions, segment_file};
+use crate::score::{ClassCounts, Scores};
+
+/// Dice, IoU and pixel accuracy of `model` on `dir/images` against
+/// `dir/masks` (or the foreground of `dir/labels`), counted over all pixels
+/// of all images at their own size (predictions of a model trained on
+/// resized images are resized back first), the images predicted as
+/// `options` says. Where the folder has instance labels, also the instance
+/// scores of the objects `instances` separates in the predictions.
+pub fn evaluate(
+    model: &TrainedModel,
+    dir: &Path,
+    options: &PredictOptions,
+    instances: &WatershedConfig,
+    device: &Device,
+) -> Result<Scores, CliError> {
+    let (channels, classes) = (
+        model.config.model.in_channels,
+        model.config.model.num_classes,
+    );
+    let mut counts = ClassCounts::new(classes);
+    let mut objects = InstanceCounts::default();
+    let mut any_labels = false;
+    // The truth at the image's own size.
+    let full_size = Preprocess {
+        resize: None,
+        ..model.config.preprocess
+    };
+    for pair in image_mask_pairs(dir)? {
+        let truth = read_pair(&pair, channels, classes, &full_size)?;
+        let predicted = segment_file(model, &pair.image, options, device, &mut |_, _| {})?;
+        counts.add(&predicted.classes, &truth.mask);
+        if let Some(labels) = &truth.labels {
+            any_labels = true;
+            let size = [truth.height, truth.width];
+            let found = instances_of(&predicted.classes, size, instances)?;
+            objects.add(labels, &found, size)?;
+        }
+    }
+    let mut scores = counts.scores();
+    scores.instances = any_labels.then(|| objects.scores());
+    Ok(scores)
+}

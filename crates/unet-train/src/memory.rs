@@ -1,0 +1,114 @@
+//! How much memory a training step takes, estimated from the network's
+//! layer shapes before anything is allocated, so that a size the machine
+//! cannot hold is refused with the figures instead of ending the program.
+
+use burn::tensor::Device;
+use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+use unet::{UNetConfig, summary};
+
+use crate::error::CliError;
+
+/// Values kept per activation value in a training step: the forward output
+/// (kept for the backward pass), its gradient, and the temporaries around
+/// them. Measured peak resident memory of the default U-Net's step on flex
+/// stays below this estimate (`docs/program.md`).
+const TRAINING_FACTOR: u64 = 3;
+/// Values per parameter: the weight, its gradient, Adam's two moments.
+const PARAMETER_FACTOR: u64 = 4;
+
+/// The estimated peak memory of one training step of `model` on a batch
+/// of `batch` images of `size` (`[height, width]`), in bytes (saturating).
+///
+/// Builds the network to read its shapes; Burn creates parameters lazily,
+/// so nothing of its size is allocated.
+pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<u64, CliError> {
+    let unet = model.try_init(&Device::flex())?;
+    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let activations = table
+        .layers
+        .iter()
+        .map(|layer| {
+            layer
+                .output
+                .iter()
+                .fold(1u64, |n, &d| n.saturating_mul(d as u64))
+        })
+        .fold(0u64, u64::saturating_add);
+    let params = table.total_params() as u64;
+    let values = activations
+        .saturating_mul(batch as u64)
+        .saturating_mul(TRAINING_FACTOR)
+        .saturating_add(params.saturating_mul(PARAMETER_FACTOR));
+    Ok(values.saturating_mul(4))
+}
+
+/// The memory the system can give this process now, in bytes (`None` where
+/// it cannot be read).
+pub fn available_bytes() -> Option<u64> {
+    let system = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    );
+    Some(system.available_memory()).filter(|&bytes| bytes > 0)
+}
+
+/// Bytes in binary units: `3.2 GiB`.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// Refuses a training run whose step would need more memory than the
+/// machine has available, naming the estimate.
+pub fn check_training_fits(
+    model: &UNetConfig,
+    batch: usize,
+    size: [usize; 2],
+) -> Result<(), CliError> {
+    let needed = training_bytes(model, batch, size)?;
+    match available_bytes() {
+        Some(available) if needed > available => Err(CliError::TooLarge {
+            what: format!(
+                "a training step (batch {batch} of {}x{} images, base width {}, depth {})",
+                size[0], size[1], model.base_width, model.depth
+            ),
+            needed: human(needed),
+            available: human(available),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_grows_with_batch_and_size_and_refuses_the_impossible() {
+        let model = UNetConfig::new(1, 2).with_base_width(16).with_depth(4);
+        let bytes = |batch, side| training_bytes(&model, batch, [side, side]).unwrap();
+        // Parameters (1.9 million: weights, gradients, Adam's moments) and
+        // activations growing with the batch and the pixels.
+        let params = bytes(0, 128);
+        assert_eq!(params, bytes(0, 256));
+        assert!((25 << 20..35 << 20).contains(&params), "{}", human(params));
+        let activations = bytes(4, 128) - params;
+        assert_eq!(bytes(8, 128) - params, 2 * activations);
+        assert_eq!(bytes(4, 256) - params, 4 * activations);
+        // The default step (batch 4 of 128x128) is some tens of MiB.
+        assert!(
+            (50 << 20..400 << 20).contains(&bytes(4, 128)),
+            "{}",
+            human(bytes(4, 128))
+        );
+        // Hundreds of TiB: refused, whatever the machine.
+        let err = check_training_fits(&model, 8, [1 << 20, 1 << 20]).unwrap_err();
+        assert!(err.to_string().contains("needs about"), "{err}");
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+}

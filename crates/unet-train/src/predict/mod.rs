@@ -1,0 +1,503 @@
+//! Masks for new images: `unet predict`, of any size, whole or in tiles.
+
+mod tiles;
+
+pub use tiles::{Blend, Dihedral, Layout, Tiler, Window, same_origins, window_weights};
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use image::imageops::{self, FilterType};
+use imaging::WatershedConfig;
+use unet::{UNet, UNetPadding, nearest_valid_input_sizes, summary};
+
+use crate::data::{DataError, IMAGE_EXTENSIONS, decode, files_by_stem, read_image, resize_nearest};
+use crate::error::CliError;
+use crate::instances::instances_of;
+use crate::model_dir::{CONFIG_FILE, TrainedModel};
+use crate::render::{
+    instance_overlay, labels_image, mask_image, overlay, probability_image, write_png,
+};
+
+/// The most memory one forward pass of an automatic layout may take:
+/// larger images are cut into tiles that fit.
+pub const INFERENCE_BUDGET: u64 = 1 << 30;
+/// The largest tile side an automatic layout picks.
+const MAX_AUTO_TILE: usize = 1024;
+
+/// Whether and how images are cut into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Tiling {
+    /// Whole when one forward pass of the image fits [`INFERENCE_BUDGET`],
+    /// else tiles of the largest square side (a multiple of `2^depth`, at
+    /// most 1024) that fits, overlapping by a quarter, Gaussian blending.
+    #[default]
+    Auto,
+    /// The whole image in one forward pass.
+    Whole,
+    /// This window.
+    Window(Window),
+}
+
+/// What `predict` computes and writes besides the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PredictOptions {
+    /// Whole image or tiles.
+    pub tiling: Tiling,
+    /// Average the eight flips and rotations (test-time augmentation).
+    pub tta: bool,
+    /// Also write class probabilities as 16-bit PNG images.
+    pub probabilities: bool,
+    /// Two classes: foreground where its probability is at least this
+    /// (default: the larger probability, 0.5).
+    pub threshold: Option<f32>,
+    /// Also separate the foreground into objects (touching ones split by a
+    /// marker watershed) and write their ids and outlines.
+    pub instances: Option<WatershedConfig>,
+}
+
+/// One image's prediction, at its own size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segmentation {
+    /// Class per pixel, `[height, width]`.
+    pub classes: Vec<u8>,
+    /// With [`PredictOptions::probabilities`]: per class, the probability of
+    /// each pixel scaled to `0..=65535`, `[classes][height * width]`.
+    pub probabilities: Option<Vec<Vec<u16>>>,
+    /// `[height, width]`.
+    pub size: [usize; 2],
+    /// The layout used.
+    pub layout: Layout,
+}
+
+/// Memory of one forward pass per input pixel, from the layer shapes.
+pub fn inference_bytes_per_pixel(unet: &UNet) -> Result<f64, CliError> {
+    let config = unet.config();
+    let probe = match config.padding {
+        UNetPadding::Same => 256,
+        UNetPadding::Valid => nearest_valid_input_sizes(config, 256)[1].unwrap_or(256),
+    };
+    let table = summary(unet, [1, config.in_channels, probe, probe])?;
+    let values: usize = table
+        .layers
+        .iter()
+        .map(|l| l.output.iter().product::<usize>())
+        .sum();
+    Ok(4.0 * values as f64 / (probe * probe) as f64)
+}
+
+/// The layout `tiling` gives for an image of `size` pixels.
+pub fn layout(unet: &UNet, size: [usize; 2], tiling: Tiling) -> Result<(Layout, Window), CliError> {
+    let whole = |unet| -> Result<(Layout, Window), CliError> {
+        let layout = Layout::whole(unet, size)?;
+        let window = Window {
+            tile: layout.input,
+            overlap: 0.0,
+            blend: Blend::Constant,
+            batch: 1,
+        };
+        Ok((layout, window))
+    };
+    match tiling {
+        Tiling::Whole => whole(unet),
+        Tiling::Window(window) => Ok((Layout::new(unet, size, &window)?, window)),
+        Tiling::Auto => {
+            let per_pixel = inference_bytes_per_pixel(unet)?;
+            let pixels = (size[0] as f64) * (size[1] as f64);
+            if pixels * per_pixel <= INFERENCE_BUDGET as f64 {
+                return whole(unet);
+            }
+            let align = 1usize << unet.config().depth;
+            let side = ((INFERENCE_BUDGET as f64 / per_pixel).sqrt() as usize).min(MAX_AUTO_TILE);
+            let side = auto_tile_side(unet, (side / align * align).max(align));
+            let window = Window {
+                tile: [side; 2],
+                overlap: 0.25,
+                blend: Blend::Gaussian,
+                batch: 1,
+            };
+            Ok((Layout::new(unet, size, &window)?, window))
+        }
+    }
+}
+
+/// `side`, or for a `Valid` network the nearest size it takes at or below it.
+fn auto_tile_side(unet: &UNet, side: usize) -> usize {
+    match unet.config().padding {
+        UNetPadding::Same => side,
+        UNetPadding::Valid => {
+            let [below, above] = nearest_valid_input_sizes(unet.config(), side);
+            below.or(above).unwrap_or(side)
+        }
+    }
+}
+
+/// The prediction of an image `[channels, height, width]` (values already
+/// normalised as the model takes them).
+pub fn segment_with(
+    unet: &UNet,
+    image: &[f32],
+    [channels, height, width]: [usize; 3],
+    options: &PredictOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Segmentation, CliError> {
+    let (layout, window) = layout(unet, [height, width], options.tiling)?;
+    let classes = unet.config().num_classes;
+    let mut mask = vec![0u8; height * width];
+    let mut probabilities = options
+        .probabilities
+        .then(|| vec![vec![0u16; height * width]; classes]);
+    let mut sink = |first: usize, logits: &[f32]| {
+        let rows = logits.len() / (classes * width);
+        let offset = first * width;
+        let pixels = rows * width;
+        for p in 0..pixels {
+            let probs = softmax((0..classes).map(|c| logits[c * pixels + p]));
+            mask[offset + p] = decide(&probs, options.threshold);
+            if let Some(planes) = probabilities.as_mut() {
+                for (plane, prob) in planes.iter_mut().zip(&probs) {
+                    plane[offset + p] = (prob * 65535.0).round() as u16;
+                }
+            }
+        }
+    };
+    let tiler = Tiler {
+        unet,
+        layout: layout.clone(),
+        window,
+        tta: options.tta,
+        device,
+    };
+    tiler.logits(image, channels, &mut sink, progress)?;
+    Ok(Segmentation {
+        classes: mask,
+        probabilities,
+        size: [height, width],
+        layout,
+    })
+}
+
+/// Class indices `[height, width]` for one image `[channels, height, width]`
+/// (values already normalised), at the image's size, in one forward pass.
+///
+/// A `Same` network takes any size. A `Valid` (unpadded) network sees the
+/// image mirrored outwards so that its smaller output covers every pixel
+/// (the paper's overlap-tile strategy).
+pub fn segment(
+    unet: &UNet,
+    image: &[f32],
+    shape: [usize; 3],
+    device: &Device,
+) -> Result<Vec<u8>, CliError> {
+    let options = PredictOptions {
+        tiling: Tiling::Whole,
+        ..PredictOptions::default()
+    };
+    Ok(segment_with(unet, image, shape, &options, device, &mut |_, _| {})?.classes)
+}
+
+/// Softmax of logits.
+fn softmax(logits: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The class of a pixel: with a threshold (two classes), foreground where
+/// its probability reaches it; otherwise the most probable class (the first
+/// of equals).
+fn decide(probs: &[f32], threshold: Option<f32>) -> u8 {
+    match threshold {
+        Some(t) if probs.len() == 2 => u8::from(probs[1] >= t),
+        _ => {
+            probs
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (c, &p)| {
+                    if p > best.1 { (c, p) } else { best }
+                })
+                .0 as u8
+        }
+    }
+}
+
+/// Reads an image file as the model takes it and segments it: the result
+/// at the file's own size.
+pub fn segment_file(
+    model: &TrainedModel,
+    path: &Path,
+    options: &PredictOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Segmentation, CliError> {
+    let channels = model.config.model.in_channels;
+    let preprocess = model.config.preprocess;
+    let (values, [width, height]) =
+        read_image(path, channels, preprocess.resize, preprocess.normalize)?;
+    let [width, height] = [width as usize, height as usize];
+    let side = preprocess.resize.map_or([height, width], |s| [s, s]);
+    let mut result = segment_with(
+        &model.unet,
+        &values,
+        [channels, side[0], side[1]],
+        options,
+        device,
+        progress,
+    )?;
+    if side != [height, width] {
+        result.classes = resize_nearest(&result.classes, side, [height, width]);
+        result.probabilities = result.probabilities.map(|planes| {
+            planes
+                .into_iter()
+                .map(|plane| {
+                    let small: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+                        image::ImageBuffer::from_raw(side[1] as u32, side[0] as u32, plane)
+                            .expect("one value per pixel");
+                    imageops::resize(&small, width as u32, height as u32, FilterType::Triangle)
+                        .into_raw()
+                })
+                .collect()
+        });
+        result.size = [height, width];
+    }
+    Ok(result)
+}
+
+/// The images to predict: `input` itself, or the `.png`/`.jpg` files in it,
+/// by name (two files of one name are an error).
+pub fn input_files(input: &Path) -> Result<Vec<PathBuf>, CliError> {
+    if input.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    if !input.is_dir() {
+        return Err(DataError::MissingDir {
+            path: input.to_path_buf(),
+        }
+        .into());
+    }
+    let files = files_by_stem(input, &IMAGE_EXTENSIONS)?;
+    if files.is_empty() {
+        return Err(DataError::NoImages {
+            path: input.to_path_buf(),
+        }
+        .into());
+    }
+    Ok(files.into_values().collect())
+}
+
+/// What `predict` wrote for one image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The image read.
+    pub input: PathBuf,
+    /// `<stem>_mask.png`: class indices (0/255 with two classes).
+    pub mask: PathBuf,
+    /// `<stem>_overlay.png`: the mask tinted over the image.
+    pub overlay: PathBuf,
+    /// `<stem>_prob.png` (two classes: the foreground probability) or
+    /// `<stem>_prob<k>.png` per class, 16-bit, with `--probabilities`.
+    pub probabilities: Vec<PathBuf>,
+    /// Share of pixels predicted as each class.
+    pub class_shares: Vec<f64>,
+    /// How the image was cut.
+    pub layout: Layout,
+    /// With [`PredictOptions::instances`]: `<stem>_labels.png` (16-bit ids),
+    /// `<stem>_instances.png` (outlines over the image), and the object count.
+    pub instances: Option<(PathBuf, PathBuf, usize)>,
+}
+
+/// An image `predict` could not segment, and why.
+#[derive(Debug)]
+pub struct Failure {
+    /// The image.
+    pub input: PathBuf,
+    /// What went wrong.
+    pub error: CliError,
+}
+
+/// Checks that `output` can take `predict`'s files: not the input folder
+/// (its masks would be read as images next time), not a model directory.
+pub fn check_output(input: &Path, output: &Path) -> Result<(), CliError> {
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => input.is_dir() && a == b,
+        _ => false,
+    };
+    if same {
+        return Err(CliError::option(
+            "--output",
+            output.display(),
+            "another folder than --input (the masks would be read as images next time)",
+        ));
+    }
+    if output.join(CONFIG_FILE).exists() {
+        return Err(CliError::option(
+            "--output",
+            output.display(),
+            "a folder that is not a model directory",
+        ));
+    }
+    Ok(())
+}
+
+/// `<stem><suffix>` in `dir`, from a file name that may not be UTF-8.
+fn output_path(dir: &Path, input: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = input.file_stem().map(OsString::from).unwrap_or_default();
+    name.push(suffix);
+    dir.join(name)
+}
+
+/// Segments one image file and writes its mask, overlay and (if asked)
+/// probabilities into `output`.
+pub fn predict_file(
+    model: &TrainedModel,
+    path: &Path,
+    output: &Path,
+    options: &PredictOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Prediction, CliError> {
+    let classes = model.config.model.num_classes;
+    let result = segment_file(model, path, options, device, progress)?;
+    let [h, w] = result.size;
+    let mask_path = output_path(output, path, "_mask.png");
+    let overlay_path = output_path(output, path, "_overlay.png");
+    write_png(&mask_path, mask_image(&result.classes, h, w, classes))?;
+    let picture = decode(path)?.to_rgb8();
+    write_png(&overlay_path, overlay(&picture, &result.classes))?;
+    let instances = match &options.instances {
+        Some(config) => Some(write_instances(
+            output,
+            path,
+            &result.classes,
+            [h, w],
+            config,
+            &picture,
+        )?),
+        None => None,
+    };
+    let mut probabilities = Vec::new();
+    if let Some(planes) = &result.probabilities {
+        let wanted: Vec<(usize, String)> = if classes == 2 {
+            vec![(1, "_prob.png".into())]
+        } else {
+            (0..classes).map(|c| (c, format!("_prob{c}.png"))).collect()
+        };
+        for (class, suffix) in wanted {
+            let file = output_path(output, path, &suffix);
+            write_png(&file, probability_image(&planes[class], h, w))?;
+            probabilities.push(file);
+        }
+    }
+    let mut counts = vec![0usize; classes];
+    for &class in &result.classes {
+        counts[class as usize] += 1;
+    }
+    let total = result.classes.len().max(1) as f64;
+    Ok(Prediction {
+        input: path.to_path_buf(),
+        mask: mask_path,
+        overlay: overlay_path,
+        probabilities,
+        class_shares: counts.into_iter().map(|n| n as f64 / total).collect(),
+        layout: result.layout,
+        instances,
+    })
+}
+
+/// The objects of a predicted mask: `<stem>_labels.png` and `<stem>_instances.png`.
+fn write_instances(
+    output: &Path,
+    path: &Path,
+    mask: &[u8],
+    [h, w]: [usize; 2],
+    config: &WatershedConfig,
+    picture: &image::RgbImage,
+) -> Result<(PathBuf, PathBuf, usize), CliError> {
+    let labels = instances_of(mask, [h, w], config)?;
+    let count = labels.iter().copied().max().unwrap_or(0) as usize;
+    let labels_path = output_path(output, path, "_labels.png");
+    let ids = labels_image(&labels, h, w).ok_or_else(|| {
+        CliError::io(
+            &labels_path,
+            format!("{count} objects: more than a 16-bit image can number"),
+        )
+    })?;
+    write_png(&labels_path, ids)?;
+    let outlines = output_path(output, path, "_instances.png");
+    write_png(&outlines, instance_overlay(picture, &labels))?;
+    Ok((labels_path, outlines, count))
+}
+
+/// What [`predict`] did: the images written and those that failed.
+#[derive(Debug, Default)]
+pub struct PredictReport {
+    /// One per image written, in input order.
+    pub done: Vec<Prediction>,
+    /// One per image that could not be segmented or written.
+    pub failed: Vec<Failure>,
+}
+
+/// What [`predict`] reports while it works.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// `done` of `total` tiles of `input` computed.
+    Tiles {
+        /// The image.
+        input: &'a Path,
+        /// Tiles computed so far.
+        done: usize,
+        /// Tiles in all.
+        total: usize,
+    },
+    /// An image's files are written.
+    Done(&'a Prediction),
+    /// An image failed; the others go on.
+    Failed(&'a Failure),
+}
+
+/// Segments every image of `input` (a file or a folder) into `output`,
+/// going on past an image that fails, telling `events` as it goes.
+///
+/// # Errors
+/// Only for what stops all of them: no images, an `output` that is the
+/// input folder or a model directory, an `output` that cannot be made.
+pub fn predict(
+    model: &TrainedModel,
+    input: &Path,
+    output: &Path,
+    options: &PredictOptions,
+    device: &Device,
+    events: &mut dyn FnMut(Event),
+) -> Result<PredictReport, CliError> {
+    let files = input_files(input)?;
+    check_output(input, output)?;
+    std::fs::create_dir_all(output).map_err(|err| CliError::io(output, err))?;
+    let mut report = PredictReport::default();
+    for path in files {
+        let result = {
+            let mut tiles = |done, total| {
+                events(Event::Tiles {
+                    input: &path,
+                    done,
+                    total,
+                })
+            };
+            predict_file(model, &path, output, options, device, &mut tiles)
+        };
+        match result {
+            Ok(prediction) => {
+                events(Event::Done(&prediction));
+                report.done.push(prediction);
+            }
+            Err(error) => {
+                let failure = Failure { input: path, error };
+                events(Event::Failed(&failure));
+                report.failed.push(failure);
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,566 @@
+//! Training: `unet train`, on burn-train's `Learner`.
+//!
+//! A run directory holds `config.json`, `metrics.csv` and `curves.png`
+//! (rewritten after every epoch), burn-train's `checkpoint/` (the last two
+//! epochs and the best by validation Dice: model, optimizer and learning-rate
+//! schedule), its per-epoch metric logs (`train/`, `valid/`), and at the end
+//! `model.bpk` (the best epoch's weights) and `samples.png`. Every file is
+//! written atomically, so a run killed at any moment can be resumed from its
+//! last complete checkpoint and ends exactly as an uninterrupted one.
+
+mod loader;
+mod metric;
+mod recorder;
+mod resume;
+mod step;
+
+pub use loader::{EpochLoader, Order, SegmentationBatch};
+pub use metric::{NanGuard, Overlap, OverlapMetric};
+pub use recorder::Recorder;
+pub use resume::{DamagedCheckpoint, ResumePoint, SUPERSEDED_DIR, resume_point};
+use resume::{check_metric_logs, set_aside_later_epochs};
+pub use step::{Objective, SegmentationOutput, Segmenter};
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use burn::data::dataset::Dataset;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::module::Module;
+use burn::optim::AdamConfig;
+use burn::tensor::Device;
+use burn::train::checkpoint::{
+    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+};
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::metric::{LearningRateMetric, LossMetric};
+use burn::train::renderer::MetricsRenderer;
+use burn::train::renderer::tui::TuiMetricsRendererWrapper;
+use burn::train::{Interrupter, Learner, SupervisedTraining};
+
+use crate::atomic;
+use crate::backend::BackendKind;
+use crate::config::{DataSource, RunConfig, TrainingConfig};
+use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
+use crate::error::CliError;
+use crate::history::{self, EpochRecord};
+use crate::memory::check_training_fits;
+
+use crate::model_dir::{self, CONFIG_FILE};
+use crate::predict::segment;
+use crate::render::{samples_grid, write_png};
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Burn's terminal UI when stdout is a terminal, plain lines otherwise.
+    Auto,
+    /// One line per epoch (and a progress line every few seconds).
+    Plain,
+    /// Nothing (library use, tests).
+    Quiet,
+}
+
+/// A dataset split for training.
+pub struct RunData {
+    /// All samples.
+    pub dataset: Arc<dyn Dataset<Sample>>,
+    /// Indices of the training samples.
+    pub train: Vec<usize>,
+    /// Indices of the validation samples.
+    pub valid: Vec<usize>,
+}
+
+impl RunData {
+    /// Splits `dataset` by the run's seed and validation fraction.
+    pub fn split(dataset: Arc<dyn Dataset<Sample>>, val_fraction: f64, seed: u64) -> Self {
+        let (train, valid) = split_indices(dataset.len(), val_fraction, seed);
+        Self {
+            dataset,
+            train,
+            valid,
+        }
+    }
+
+    /// Opens the data a configuration names.
+    pub fn open(config: &RunConfig) -> Result<Self, CliError> {
+        let training = config.training()?;
+        let model = &config.model;
+        let dataset: Arc<dyn Dataset<Sample>> = match &training.data {
+            DataSource::Synthetic { samples, size } => Arc::new(SyntheticDataset::new(
+                *samples,
+                *size,
+                model.num_classes,
+                model.in_channels,
+                training.seed,
+            )?),
+            DataSource::Folder { dir } => Arc::new(FolderDataset::open_with(
+                dir,
+                model.in_channels,
+                model.num_classes,
+                &config.preprocess,
+            )?),
+        };
+        if dataset.len() < 2 {
+            return Err(CliError::Option {
+                name: "--data".into(),
+                value: format!("{:?}", training.data),
+                expected: "a dataset of at least 2 images (training and validation)".into(),
+            });
+        }
+        Ok(Self::split(dataset, training.val_fraction, training.seed))
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// One record per epoch.
+    pub history: Vec<EpochRecord>,
+    /// The epoch whose weights are in `model.bpk` (best validation Dice).
+    pub best: EpochRecord,
+}
+
+impl TrainReport {
+    /// The files a run leaves, with what they hold.
+    pub fn files(&self) -> Vec<(PathBuf, &'static str)> {
+        [
+            (CONFIG_FILE, "the run configuration (model included)"),
+            (model_dir::WEIGHTS_FILE, "weights of the best epoch"),
+            (METRICS_FILE, "loss, Dice and IoU per epoch"),
+            (CURVES_FILE, "loss and Dice curves"),
+            (SAMPLES_FILE, "validation images, true and predicted masks"),
+            ("checkpoint", "checkpoints, to continue with --resume"),
+        ]
+        .into_iter()
+        .map(|(name, what)| (self.dir.join(name), what))
+        .collect()
+    }
+}
+
+/// Per-epoch figures, one row per epoch.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// Loss and Dice curves.
+pub const CURVES_FILE: &str = "curves.png";
+/// A grid of validation samples.
+pub const SAMPLES_FILE: &str = "samples.png";
+/// burn-train's checkpoints: `model-N.bpk`, `optim-N.bpk`, `scheduler-N.bpk`.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Validation samples shown in `samples.png`.
+const SAMPLE_ROWS: usize = 6;
+
+/// Trains the model `config` describes on its data, into `dir`; with
+/// `resume`, continues the run in `dir` from its last complete checkpoint.
+pub fn train(
+    config: &RunConfig,
+    dir: &Path,
+    resume: bool,
+    progress: Progress,
+) -> Result<TrainReport, CliError> {
+    let data = RunData::open(config)?;
+    train_on(config, data, dir, resume, progress)
+}
+
+/// [`train`] on data given by the caller.
+pub fn train_on(
+    config: &RunConfig,
+    data: RunData,
+    dir: &Path,
+    resume: bool,
+    progress: Progress,
+) -> Result<TrainReport, CliError> {
+    let training = config.training()?;
+    training.validate()?;
+    config.model.validate()?;
+    let size = check_input(config, &data)?;
+    if training.backend != BackendKind::Wgpu {
+        // A batch larger than an epoch is the epoch.
+        let epoch = training.epoch_samples.unwrap_or(data.train.len());
+        check_training_fits(&config.model, training.batch_size.min(epoch), size)?;
+    }
+    let base = training.backend.open(training.gpu)?;
+    let (start, history) = if resume {
+        let start = resume_point(config, dir, &base)?.epoch;
+        check_metric_logs(dir, start)?;
+        (start, set_aside_later_epochs(dir, start)?)
+    } else {
+        prepare_fresh(dir, config)?;
+        (0, Vec::new())
+    };
+    if start >= training.epochs {
+        return finish(config, &data, dir, history, &base);
+    }
+    let device = base.clone().autodiff();
+    device.seed(training.seed);
+    let learner = learner(config, training, &data, &device)?;
+    let watch = Watch::new(history);
+    let run = Run {
+        config,
+        training,
+        data: &data,
+        dir,
+    };
+    let result = run
+        .supervised(start, progress, &watch, &device)
+        .launch(learner);
+    if let Some(error) = result.error {
+        return Err(CliError::Training(error.to_string()));
+    }
+    watch.outcome(config, &data, dir, &base)
+}
+
+/// The model, Adam and the cosine learning-rate schedule over all steps.
+fn learner(
+    config: &RunConfig,
+    training: &TrainingConfig,
+    data: &RunData,
+    device: &Device,
+) -> Result<Learner<Segmenter>, CliError> {
+    let objective = Objective {
+        loss: training.loss,
+        class_weights: training.class_weights.clone(),
+    };
+    let model = Segmenter::with_objective(config.model.try_init(device)?, objective);
+    let steps_per_epoch = training
+        .epoch_samples
+        .unwrap_or(data.train.len())
+        .div_ceil(training.batch_size);
+    let steps = training.epochs.saturating_mul(steps_per_epoch);
+    let schedule = CosineAnnealingLrSchedulerConfig::new(training.lr, steps)
+        .with_min_lr(training.min_lr)
+        .init()
+        .map_err(|reason| CliError::Option {
+            name: "--lr".into(),
+            value: training.lr.to_string(),
+            expected: format!("a valid learning rate ({reason})"),
+        })?;
+    let optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    Ok(Learner::new(model, optimizer, schedule))
+}
+
+/// The loaders of both splits from epoch `start + 1` on: training batches
+/// shuffled and augmented per epoch on the autodiff `device`, validation in
+/// order on the plain one.
+fn loaders(
+    training: &TrainingConfig,
+    data: &RunData,
+    start: usize,
+    device: &Device,
+) -> (EpochLoader, EpochLoader) {
+    let loader = |indices: &[usize], order, device: Device| {
+        EpochLoader::new(
+            data.dataset.clone(),
+            indices.to_vec(),
+            training.batch_size,
+            order,
+            start + 1,
+            device,
+        )
+        .with_border_weight(training.border_weight)
+    };
+    let shuffled = Order::Shuffled {
+        seed: training.seed,
+        augmentation: training.augmentation(),
+        epoch_samples: training.epoch_samples,
+    };
+    (
+        loader(&data.train, shuffled, device.clone()),
+        loader(&data.valid, Order::Sequential, device.clone().inner()),
+    )
+}
+
+/// A run's settings, data and directory.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    config: &'a RunConfig,
+    training: &'a TrainingConfig,
+    data: &'a RunData,
+    dir: &'a Path,
+}
+
+impl Run<'_> {
+    /// burn-train's run: the loaders, loss, Dice and IoU, the NaN guard,
+    /// checkpoints (the last two epochs and the best by validation Dice), and
+    /// the progress display, all reporting to `watch`.
+    fn supervised(
+        &self,
+        start: usize,
+        progress: Progress,
+        watch: &Watch,
+        device: &Device,
+    ) -> SupervisedTraining<Segmenter> {
+        let Run {
+            config,
+            training,
+            data,
+            dir,
+        } = *self;
+        let (train_loader, valid_loader) = loaders(training, data, start, device);
+        let classes = config.model.num_classes;
+        let dice = OverlapMetric::new(Overlap::Dice, classes);
+        let keep = ComposedCheckpointingStrategy::builder()
+            .add(KeepLastNCheckpoints::new(2))
+            .add(MetricCheckpointingStrategy::new(
+                &dice,
+                Aggregate::Mean,
+                Direction::Highest,
+                Split::Valid,
+            ))
+            .build();
+        let run = SupervisedTraining::new(dir, Arc::new(train_loader), Arc::new(valid_loader))
+            .metrics((
+                LossMetric::new(),
+                dice,
+                OverlapMetric::new(Overlap::Iou, classes),
+            ))
+            .metric_train_numeric(LearningRateMetric::new())
+            .metric_train(NanGuard::new(
+                watch.interrupter.clone(),
+                watch.non_finite.clone(),
+            ))
+            .num_epochs(training.epochs)
+            .with_default_checkpointers()
+            .with_checkpointing_strategy(keep)
+            .with_interrupter(watch.interrupter.clone())
+            .with_application_logger(None)
+            .renderer(Box::new(watch.renderer(
+                dir,
+                training.epochs,
+                start,
+                progress,
+            )));
+        if start > 0 {
+            run.checkpoint(start)
+        } else {
+            run
+        }
+    }
+}
+
+/// What the running epochs report back: the per-epoch records, a NaN loss,
+/// a file that could not be written; and the interrupter that stops the run
+/// on either.
+struct Watch {
+    interrupter: Interrupter,
+    history: Arc<Mutex<Vec<EpochRecord>>>,
+    non_finite: Arc<Mutex<Option<String>>>,
+    write_failure: Arc<Mutex<Option<CliError>>>,
+}
+
+impl Watch {
+    fn new(history: Vec<EpochRecord>) -> Self {
+        Self {
+            interrupter: Interrupter::new(),
+            history: Arc::new(Mutex::new(history)),
+            non_finite: Arc::default(),
+            write_failure: Arc::default(),
+        }
+    }
+
+    /// The renderer: plain epoch lines (or nothing), or burn-train's
+    /// terminal UI, each epoch also recorded and written to the run directory.
+    fn renderer(&self, dir: &Path, epochs: usize, start: usize, progress: Progress) -> Recorder {
+        let plain = match progress {
+            Progress::Auto => !std::io::stdout().is_terminal(),
+            Progress::Plain => true,
+            Progress::Quiet => false,
+        };
+        let sink = epoch_sink(
+            dir,
+            epochs,
+            plain,
+            self.history.clone(),
+            self.write_failure.clone(),
+            self.interrupter.clone(),
+        );
+        let tui = (progress == Progress::Auto && !plain).then(|| {
+            Box::new(TuiMetricsRendererWrapper::new(
+                self.interrupter.clone(),
+                (start > 0).then_some(start),
+            )) as Box<dyn MetricsRenderer>
+        });
+        Recorder::new(tui, sink)
+    }
+
+    /// The end of a run that stopped without an error from burn-train: the
+    /// end products, unless a file could not be written; a NaN loss is an
+    /// error that says what was kept.
+    fn outcome(
+        self,
+        config: &RunConfig,
+        data: &RunData,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<TrainReport, CliError> {
+        let history = std::mem::take(&mut *lock(&self.history));
+        if let Some(failure) = lock(&self.write_failure).take() {
+            return Err(failure);
+        }
+        let report = finish(config, data, dir, history, device);
+        let Some(reason) = lock(&self.non_finite).take() else {
+            return report;
+        };
+        let kept = match &report {
+            Ok(report) => format!(
+                "the last good checkpoint (epoch {}) is in {}, and {} holds epoch {}'s weights",
+                report.history.last().map_or(0, |r| r.epoch),
+                dir.join(CHECKPOINT_DIR).display(),
+                dir.join(model_dir::WEIGHTS_FILE).display(),
+                report.best.epoch
+            ),
+            Err(_) => "no epoch finished, so there is no checkpoint".into(),
+        };
+        Err(CliError::NonFiniteLoss { reason, kept })
+    }
+}
+
+/// Locks a mutex whose holders never panic while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Fails early when the data's images do not fit the network: another
+/// channel count, or (unpadded `Valid` networks) a size that cannot pass,
+/// with the nearest sizes that can. Returns the images' `[height, width]`.
+fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], CliError> {
+    let first = data
+        .dataset
+        .get(data.train[0])
+        .map_err(|err| CliError::Training(err.to_string()))?;
+    config
+        .model
+        .output_shape([1, first.channels, first.height, first.width])?;
+    let wants_labels = config
+        .training
+        .as_ref()
+        .is_some_and(|t| t.border_weight.is_some());
+    if wants_labels && first.labels.is_none() {
+        return Err(DataError::NoLabels.into());
+    }
+    Ok([first.height, first.width])
+}
+
+/// A fresh run: `dir` must not hold a run already.
+fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), CliError> {
+    if dir.join(CONFIG_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() {
+        return Err(CliError::OutputExists {
+            dir: dir.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|err| CliError::io(dir, err))?;
+    model_dir::write_config(dir, config)
+}
+
+/// What happens after each epoch: the record is kept, `metrics.csv` and
+/// `curves.png` are rewritten, and (plain progress) a line is printed.
+fn epoch_sink(
+    dir: &Path,
+    epochs: usize,
+    plain: bool,
+    history: Arc<Mutex<Vec<EpochRecord>>>,
+    failure: Arc<Mutex<Option<CliError>>>,
+    interrupter: Interrupter,
+) -> recorder::EpochSink {
+    let dir = dir.to_path_buf();
+    Box::new(move |record: EpochRecord| {
+        let mut history = lock(&history);
+        history.retain(|row| row.epoch < record.epoch);
+        history.push(record);
+        if plain {
+            println!("{}", epoch_line(&record, epochs));
+        }
+        let written = write_history(&dir, &history);
+        if let Err(err) = written {
+            interrupter.stop(Some(&err.to_string()));
+            *lock(&failure) = Some(err);
+        }
+    })
+}
+
+fn write_history(dir: &Path, history: &[EpochRecord]) -> Result<(), CliError> {
+    let path = dir.join(METRICS_FILE);
+    atomic::write(&path, history::to_csv(history).as_bytes())
+        .map_err(|err| CliError::io(&path, err))?;
+    write_png(&dir.join(CURVES_FILE), history::curves(history))
+}
+
+/// One epoch as a line of text.
+pub fn epoch_line(record: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {:>width$}/{epochs}  loss {:.4} (val {:.4})  Dice {:.4} (val {:.4})  val IoU {:.4}  lr {:.2e}  {:.1} s",
+        record.epoch,
+        record.train_loss,
+        record.val_loss,
+        record.train_dice,
+        record.val_dice,
+        record.val_iou,
+        record.lr,
+        record.seconds,
+        width = epochs.to_string().len(),
+    )
+}
+
+/// The best epoch by validation Dice among those whose checkpoint exists
+/// (the first of equals, as burn-train's own choice).
+fn best_epoch(dir: &Path, history: &[EpochRecord]) -> Option<EpochRecord> {
+    history
+        .iter()
+        .filter(|r| r.val_dice.is_finite())
+        .filter(|r| checkpoint_file(dir, r.epoch).is_file())
+        .fold(None, |best: Option<&EpochRecord>, r| match best {
+            Some(b) if b.val_dice >= r.val_dice => Some(b),
+            _ => Some(r),
+        })
+        .copied()
+}
+
+fn checkpoint_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(CHECKPOINT_DIR).join(format!("model-{epoch}.bpk"))
+}
+
+/// Writes the end products: `model.bpk` from the best epoch, the curves,
+/// and `samples.png`.
+fn finish(
+    config: &RunConfig,
+    data: &RunData,
+    dir: &Path,
+    history: Vec<EpochRecord>,
+    device: &Device,
+) -> Result<TrainReport, CliError> {
+    let best = best_epoch(dir, &history).ok_or_else(|| CliError::ModelDir {
+        dir: dir.to_path_buf(),
+        reason: "no epoch finished with a checkpoint".into(),
+    })?;
+    let path = checkpoint_file(dir, best.epoch);
+    let model = Segmenter::new(config.model.try_init(device)?)
+        .try_load_file(&path)
+        .map_err(|err| CliError::io(&path, err))?;
+    let unet = model.unet;
+    let mut rows = Vec::new();
+    for &index in data.valid.iter().take(SAMPLE_ROWS) {
+        let sample = data
+            .dataset
+            .get(index)
+            .map_err(|err| CliError::Training(err.to_string()))?;
+        let predicted = segment(
+            &unet,
+            &sample.image,
+            [sample.channels, sample.height, sample.width],
+            device,
+        )?;
+        rows.push((sample, predicted));
+    }
+    write_png(&dir.join(SAMPLES_FILE), samples_grid(&rows))?;
+    write_history(dir, &history)?;
+    model_dir::write_weights(dir, unet)?;
+    Ok(TrainReport {
+        dir: dir.to_path_buf(),
+        history,
+        best,
+    })
+}

@@ -1,0 +1,2 @@
+//! Empty: this crate exists for the features its manifest turns on (see
+//! `Cargo.toml`).
