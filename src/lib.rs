@@ -3,6 +3,8 @@
 //! `docs/` shows what the code computes).
 #![warn(missing_docs)]
 
+pub mod figures;
+
 pub use layers;
 pub use unet;
 

@@ -29,3 +29,33 @@ fn unet_doc_shows_the_current_summary_and_costs() {
         "docs/unet.md is out of date: regenerate with `cargo run --example unet_costs`"
     );
 }
+
+/// The pictures of the nuclei recipe are what the code draws today.
+#[test]
+fn recipe_figures_are_current() {
+    let nuclei = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/nuclei-dsb2018"
+    ));
+    for (name, figure) in [
+        (
+            "weight-map.png",
+            unet_rs::figures::weight_map_figure(nuclei).unwrap(),
+        ),
+        (
+            "augmentation.png",
+            unet_rs::figures::augmentation_figure(nuclei).unwrap(),
+        ),
+    ] {
+        let path = format!("{}/docs/images/{name}", env!("CARGO_MANIFEST_DIR"));
+        let saved = image::open(&path)
+            .unwrap_or_else(|err| {
+                panic!("{path}: {err}; draw it with `cargo run --example recipe_figures`")
+            })
+            .to_rgb8();
+        assert!(
+            saved == figure,
+            "{path} is out of date: redraw it with `cargo run --example recipe_figures`"
+        );
+    }
+}

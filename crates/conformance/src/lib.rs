@@ -1,58 +1,28 @@
-//! Conformance against PyTorch: runs reference cases in the `conv-golden/1`
-//! format (forward output and the gradients of input, weight and bias, plus
-//! configurations and inputs PyTorch refuses) through the [`layers`] crate.
+//! Conformance against PyTorch: runs reference files computed with PyTorch
+//! (in float64) through this project's layers and compares every tensor:
 //!
-//! The format: `shared/golden/FORMAT.md` in this project's workspace. The
-//! gradients are those of `L = sum(output * grad_output)`.
-
+//! - `conv-golden/1` ([`conv`]): convolutions and transposed convolutions,
+//!   forward output and the gradients of input, weight and bias, plus
+//!   configurations and inputs PyTorch refuses, through the [`layers`] crate;
+//! - `bn-golden/1` ([`batchnorm`]): `BatchNorm2d` in training and evaluation
+//!   mode, output, running statistics and the three gradients, through the
+//!   batch norm the U-Net uses.
+//!
+//! The formats: `shared/golden/FORMAT.md` and `BATCHNORM.md` in this
+//! project's workspace. The gradients are those of `L = sum(output * grad_output)`.
 #![warn(missing_docs)]
+
+pub mod batchnorm;
+pub mod conv;
+
+pub use batchnorm::{BnFile, load_batchnorm, run_batchnorm};
+pub use conv::{GoldenCase, GoldenConfig, GoldenFile, GoldenOp, Implementation, load, run};
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::TensorData;
 use serde::Deserialize;
-
-use layers::{
-    Conv2d, Conv2dConfig, ConvError, ConvTranspose2d, ConvTranspose2dConfig, Padding, UpConv2d,
-};
-
-/// A file of reference cases.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GoldenFile {
-    /// Must be `conv-golden/1`.
-    pub format: String,
-    /// What produced the values (e.g. `PyTorch 2.15.0`).
-    #[serde(default)]
-    pub generator: Option<String>,
-    /// The cases.
-    pub cases: Vec<GoldenCase>,
-}
-
-/// The operation a case exercises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GoldenOp {
-    /// `torch.nn.functional.conv2d`.
-    Conv2d,
-    /// `torch.nn.functional.conv_transpose2d`.
-    ConvTranspose2d,
-}
-
-/// A layer configuration, in PyTorch's terms.
-#[derive(Debug, Clone, Deserialize)]
-#[allow(missing_docs)]
-pub struct GoldenConfig {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel_size: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-    pub dilation: [usize; 2],
-    pub groups: usize,
-    pub bias: bool,
-    #[serde(default)]
-    pub output_padding: [usize; 2],
-}
+use serde::de::DeserializeOwned;
 
 /// A tensor: shape and row-major values.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,36 +31,6 @@ pub struct GoldenTensor {
     pub shape: Vec<usize>,
     /// The values, last dimension fastest.
     pub data: Vec<f64>,
-}
-
-/// One reference case: a valid case carries tensors, an error case
-/// `input_shape` and `expect_error`.
-#[derive(Debug, Clone, Deserialize)]
-#[allow(missing_docs)]
-pub struct GoldenCase {
-    pub name: String,
-    pub op: GoldenOp,
-    pub config: GoldenConfig,
-    #[serde(default)]
-    pub input_shape: Option<[usize; 4]>,
-    #[serde(default)]
-    pub expect_error: Option<String>,
-    #[serde(default)]
-    pub input: Option<GoldenTensor>,
-    #[serde(default)]
-    pub weight: Option<GoldenTensor>,
-    #[serde(default)]
-    pub bias: Option<GoldenTensor>,
-    #[serde(default)]
-    pub output: Option<GoldenTensor>,
-    #[serde(default)]
-    pub grad_output: Option<GoldenTensor>,
-    #[serde(default)]
-    pub grad_input: Option<GoldenTensor>,
-    #[serde(default)]
-    pub grad_weight: Option<GoldenTensor>,
-    #[serde(default)]
-    pub grad_bias: Option<GoldenTensor>,
 }
 
 /// A file that cannot be used.
@@ -105,39 +45,84 @@ pub enum ConformanceError {
         source: std::io::Error,
     },
     /// The file is not valid JSON of the expected structure.
-    #[error("{path} is not a conv-golden file: {source}")]
+    #[error("{path} is not a {format} file: {source}")]
     Json {
         /// The file.
         path: PathBuf,
+        /// The format expected.
+        format: &'static str,
         /// Why.
         source: serde_json::Error,
     },
     /// The file declares another format.
-    #[error("{path} has format '{found}', expected 'conv-golden/1'")]
+    #[error("{path} has format '{found}', expected '{expected}'")]
     Format {
         /// The file.
         path: PathBuf,
         /// The declared format.
         found: String,
+        /// The format expected.
+        expected: &'static str,
     },
 }
 
-/// Reads and checks a reference file.
-pub fn load(path: impl AsRef<Path>) -> Result<GoldenFile, ConformanceError> {
+/// A reference file of either format.
+#[derive(Debug, Clone)]
+pub enum AnyGolden {
+    /// `conv-golden/1`.
+    Conv(GoldenFile),
+    /// `bn-golden/1`.
+    BatchNorm(BnFile),
+}
+
+/// Reads a reference file, whichever of the two formats its `format` field names.
+pub fn load_any(path: impl AsRef<Path>) -> Result<AnyGolden, ConformanceError> {
     let path = path.as_ref();
+    #[derive(Deserialize)]
+    struct Header {
+        format: String,
+    }
+    let header: Header = load_json(path, "golden", |_: &Header| "golden")?;
+    match header.format.as_str() {
+        "bn-golden/1" => load_batchnorm(path).map(AnyGolden::BatchNorm),
+        _ => load(path).map(AnyGolden::Conv),
+    }
+}
+
+/// Runs every case of a file of either format on `device` (the
+/// transposed-convolution cases of a convolution file through `implementation`).
+pub fn run_any(
+    golden: &AnyGolden,
+    device: &burn::tensor::Device,
+    implementation: Implementation,
+    tolerance: Tolerance,
+) -> Report {
+    match golden {
+        AnyGolden::Conv(file) => run(file, device, implementation, tolerance),
+        AnyGolden::BatchNorm(file) => run_batchnorm(file, device, tolerance),
+    }
+}
+
+/// Reads a reference file of `format` (its `format` field must say so).
+pub(crate) fn load_json<T: DeserializeOwned>(
+    path: &Path,
+    format: &'static str,
+    declared: impl Fn(&T) -> &str,
+) -> Result<T, ConformanceError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConformanceError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: GoldenFile =
-        serde_json::from_str(&text).map_err(|source| ConformanceError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if file.format != "conv-golden/1" {
+    let file: T = serde_json::from_str(&text).map_err(|source| ConformanceError::Json {
+        path: path.to_path_buf(),
+        format,
+        source,
+    })?;
+    if declared(&file) != format {
         return Err(ConformanceError::Format {
             path: path.to_path_buf(),
-            found: file.format,
+            found: declared(&file).to_string(),
+            expected: format,
         });
     }
     Ok(file)
@@ -162,23 +147,12 @@ impl Default for Tolerance {
     }
 }
 
-/// Which implementation the transposed-convolution cases run through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Implementation {
-    /// [`Conv2d`] and [`ConvTranspose2d`].
-    #[default]
-    Native,
-    /// [`UpConv2d`] (zero insertion + convolution) for the transposed cases;
-    /// the `conv2d` cases are left out.
-    UpConv,
-}
-
 /// What went wrong in one case.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
     /// Values outside the tolerance.
     Values {
-        /// `output`, `grad_input`, `grad_weight` or `grad_bias`.
+        /// `output`, `grad_input`, `grad_weight`, `grad_bias`, a running statistic.
         tensor: &'static str,
         /// Elements outside the tolerance.
         bad: usize,
@@ -204,7 +178,7 @@ pub enum Failure {
         tensor: &'static str,
     },
     /// The layer refused a case PyTorch accepts.
-    Refused(ConvError),
+    Refused(String),
     /// The layer accepted a case PyTorch refuses.
     Accepted {
         /// PyTorch's message.
@@ -287,207 +261,12 @@ impl Report {
     }
 }
 
-/// Runs every case of `file` on `device` (autodiff is enabled on it for the
-/// gradients).
-pub fn run(
-    file: &GoldenFile,
-    device: &Device,
-    implementation: Implementation,
-    tolerance: Tolerance,
-) -> Report {
-    let device = device.clone().autodiff();
-    let cases = file
-        .cases
-        .iter()
-        .filter(|case| {
-            implementation == Implementation::Native || case.op == GoldenOp::ConvTranspose2d
-        })
-        .map(|case| CaseResult {
-            name: case.name.clone(),
-            failures: run_case(case, &device, implementation, tolerance),
-        })
-        .collect();
-    Report { cases }
-}
-
-/// A layer under test.
-enum Layer {
-    Conv(Conv2d),
-    Transposed(ConvTranspose2d),
-    UpConv(UpConv2d),
-}
-
-impl Layer {
-    fn build(
-        case: &GoldenCase,
-        implementation: Implementation,
-        params: Option<(TensorData, Option<TensorData>)>,
-        device: &Device,
-    ) -> Result<Self, ConvError> {
-        let c = &case.config;
-        match case.op {
-            GoldenOp::Conv2d => {
-                let config = Conv2dConfig::new(c.in_channels, c.out_channels, c.kernel_size)
-                    .with_stride(c.stride)
-                    .with_padding(Padding::Explicit(c.padding))
-                    .with_dilation(c.dilation)
-                    .with_groups(c.groups)
-                    .with_bias(c.bias);
-                Ok(Layer::Conv(match params {
-                    Some((weight, bias)) => config.try_init_from(weight, bias, device)?,
-                    None => config.try_init(device)?,
-                }))
-            }
-            GoldenOp::ConvTranspose2d => {
-                let config =
-                    ConvTranspose2dConfig::new(c.in_channels, c.out_channels, c.kernel_size)
-                        .with_stride(c.stride)
-                        .with_padding(c.padding)
-                        .with_output_padding(c.output_padding)
-                        .with_dilation(c.dilation)
-                        .with_groups(c.groups)
-                        .with_bias(c.bias);
-                let layer = match params {
-                    Some((weight, bias)) => config.try_init_from(weight, bias, device)?,
-                    None => config.try_init(device)?,
-                };
-                Ok(match implementation {
-                    Implementation::Native => Layer::Transposed(layer),
-                    Implementation::UpConv => Layer::UpConv(UpConv2d::from(layer)),
-                })
-            }
-        }
-    }
-
-    fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>, ConvError> {
-        match self {
-            Layer::Conv(layer) => layer.try_forward(x),
-            Layer::Transposed(layer) => layer.try_forward(x),
-            Layer::UpConv(layer) => layer.try_forward(x),
-        }
-    }
-
-    fn weight(&self) -> Tensor<4> {
-        match self {
-            Layer::Conv(layer) => layer.weight.val(),
-            Layer::Transposed(layer) => layer.weight.val(),
-            Layer::UpConv(layer) => layer.weight.val(),
-        }
-    }
-
-    fn bias(&self) -> Option<Tensor<1>> {
-        let bias = match self {
-            Layer::Conv(layer) => &layer.bias,
-            Layer::Transposed(layer) => &layer.bias,
-            Layer::UpConv(layer) => &layer.bias,
-        };
-        bias.as_ref().map(|b| b.val())
-    }
-}
-
-fn run_case(
-    case: &GoldenCase,
-    device: &Device,
-    implementation: Implementation,
-    tolerance: Tolerance,
-) -> Vec<Failure> {
-    match &case.expect_error {
-        Some(expected) => run_error_case(case, device, implementation, expected),
-        None => run_valid_case(case, device, implementation, tolerance)
-            .unwrap_or_else(|failure| vec![failure]),
-    }
-}
-
-fn run_error_case(
-    case: &GoldenCase,
-    device: &Device,
-    implementation: Implementation,
-    expected: &str,
-) -> Vec<Failure> {
-    let Some(shape) = case.input_shape else {
-        return vec![Failure::Malformed("error case without input_shape".into())];
-    };
-    let refused = match Layer::build(case, implementation, None, device) {
-        Err(_) => true,
-        Ok(layer) => layer.try_forward(Tensor::zeros(shape, device)).is_err(),
-    };
-    if refused {
-        Vec::new()
-    } else {
-        vec![Failure::Accepted {
-            expected: expected.to_string(),
-        }]
-    }
-}
-
-fn run_valid_case(
-    case: &GoldenCase,
-    device: &Device,
-    implementation: Implementation,
-    tolerance: Tolerance,
-) -> Result<Vec<Failure>, Failure> {
-    let required = |name: &str, tensor: &Option<GoldenTensor>| {
-        tensor
-            .clone()
-            .ok_or_else(|| Failure::Malformed(format!("valid case without '{name}'")))
-    };
-    let input = rank4("input", required("input", &case.input)?)?;
-    let weight = required("weight", &case.weight)?;
-    let output = required("output", &case.output)?;
-    let grad_output = rank4("grad_output", required("grad_output", &case.grad_output)?)?;
-    let grad_input = required("grad_input", &case.grad_input)?;
-    let grad_weight = required("grad_weight", &case.grad_weight)?;
-
-    let params = (to_data(&weight), case.bias.as_ref().map(to_data));
-    let layer =
-        Layer::build(case, implementation, Some(params), device).map_err(Failure::Refused)?;
-    let x = Tensor::<4>::from_data(input, device).require_grad();
-    let y = layer.try_forward(x.clone()).map_err(Failure::Refused)?;
-
-    let mut failures = Vec::new();
-    compare(
-        "output",
-        y.clone().into_data(),
-        &output,
-        tolerance,
-        &mut failures,
-    );
-    let gradients = (y * Tensor::from_data(grad_output, device))
-        .sum()
-        .backward();
-    let mut check_grad =
-        |name: &'static str, grad: Option<TensorData>, expected: &GoldenTensor| match grad {
-            Some(grad) => compare(name, grad, expected, tolerance, &mut failures),
-            None => failures.push(Failure::MissingGradient { tensor: name }),
-        };
-    check_grad(
-        "grad_input",
-        x.grad(&gradients).map(Tensor::into_data),
-        &grad_input,
-    );
-    check_grad(
-        "grad_weight",
-        layer.weight().grad(&gradients).map(Tensor::into_data),
-        &grad_weight,
-    );
-    match (layer.bias(), &case.grad_bias) {
-        (Some(bias), Some(expected)) => check_grad(
-            "grad_bias",
-            bias.grad(&gradients).map(Tensor::into_data),
-            expected,
-        ),
-        (None, None) => {}
-        _ => failures.push(Failure::Malformed("bias and grad_bias disagree".into())),
-    }
-    Ok(failures)
-}
-
-fn to_data(tensor: &GoldenTensor) -> TensorData {
+pub(crate) fn to_data(tensor: &GoldenTensor) -> TensorData {
     let values: Vec<f32> = tensor.data.iter().map(|&v| v as f32).collect();
     TensorData::new(values, tensor.shape.clone())
 }
 
-fn rank4(name: &str, tensor: GoldenTensor) -> Result<TensorData, Failure> {
+pub(crate) fn rank4(name: &str, tensor: GoldenTensor) -> Result<TensorData, Failure> {
     if tensor.shape.len() != 4 || tensor.shape.iter().product::<usize>() != tensor.data.len() {
         return Err(Failure::Malformed(format!(
             "'{name}' has shape {:?} and {} values; expected a 4-D tensor",
@@ -498,7 +277,7 @@ fn rank4(name: &str, tensor: GoldenTensor) -> Result<TensorData, Failure> {
     Ok(to_data(&tensor))
 }
 
-fn compare(
+pub(crate) fn compare(
     name: &'static str,
     got: TensorData,
     expected: &GoldenTensor,

@@ -1,4 +1,5 @@
-//! Runs a file of PyTorch reference cases through the layers.
+//! Runs a file of PyTorch reference cases through the layers: convolutions
+//! (`conv-golden/1`) or batch norm (`bn-golden/1`), told apart by the file.
 //!
 //! ```text
 //! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu] [--upconv]
@@ -9,20 +10,20 @@
 
 use std::process::ExitCode;
 
-use conformance::{Implementation, Tolerance, load, run};
+use conformance::{Implementation, Tolerance, load_any, run_any};
 use unet_train::BackendKind;
 
 fn main() -> ExitCode {
     match parse(std::env::args().skip(1)) {
         Ok((file, backend, implementation)) => {
-            let golden = match load(&file) {
+            let golden = match load_any(&file) {
                 Ok(golden) => golden,
                 Err(err) => {
                     eprintln!("error: {err}");
                     return ExitCode::from(2);
                 }
             };
-            let report = run(
+            let report = run_any(
                 &golden,
                 &backend.device(),
                 implementation,

@@ -535,6 +535,10 @@ pub struct EvalArgs {
     /// Also write the scores as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Score only the images the model's training run held out for
+    /// validation (--data must be the folder it was trained on).
+    #[arg(long)]
+    pub validation_only: bool,
     #[command(flatten)]
     pub window: WindowArgs,
     #[command(flatten)]

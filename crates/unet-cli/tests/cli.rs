@@ -14,6 +14,7 @@ mod common;
 
 use common::{
     GOLDEN_UNET, UNET, fails_with, import, path, scratch, succeeds, tiny_model, write_dataset,
+    write_labels,
 };
 
 #[test]
@@ -415,5 +416,114 @@ fn imported_pytorch_weights_predict_as_pytorch() {
         }
     }
     assert!(decided > h * w * 99 / 100);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The U-Net paper's recipe on instance labels (no masks): training with the
+/// weight map, elastic deformation and intensity changes; `predict
+/// --instances` writes object ids and outlines; `eval` scores the objects as
+/// a hand count over the written ids does.
+#[test]
+fn instances_are_trained_on_predicted_and_scored() {
+    let root = scratch("instances");
+    let data = root.join("data");
+    write_dataset(&data, 6, 32);
+    write_labels(&data, 6, 32);
+    std::fs::remove_dir_all(data.join("masks")).unwrap();
+    let model = root.join("model");
+    succeeds(&[
+        "train",
+        "--data",
+        path(&data),
+        "--epochs",
+        "2",
+        "--depth",
+        "2",
+        "--base-width",
+        "8",
+        "--batch-size",
+        "2",
+        "--lr",
+        "0.01",
+        "--border-weight",
+        "--elastic",
+        "--intensity",
+        "--loss",
+        "ce",
+        "--out",
+        path(&model),
+    ]);
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    for key in ["\"border_weight\"", "\"elastic\"", "\"intensity\""] {
+        assert!(config.contains(key), "{key} in {config}");
+    }
+    let out = root.join("out");
+    let stdout = succeeds(&[
+        "predict",
+        "--model",
+        path(&model),
+        "--input",
+        path(&data.join("images")),
+        "--output",
+        path(&out),
+        "--instances",
+        "--min-size",
+        "4",
+    ]);
+    assert!(stdout.contains(" objects"), "{stdout}");
+    let mut counts = unet_train::instances::InstanceCounts::default();
+    for i in 0..6 {
+        let labels = image::open(out.join(format!("s{i}_labels.png"))).unwrap();
+        assert!(
+            matches!(labels, image::DynamicImage::ImageLuma16(_)),
+            "16-bit ids"
+        );
+        assert!(out.join(format!("s{i}_instances.png")).is_file());
+        let predicted: Vec<u32> = labels
+            .to_luma16()
+            .into_raw()
+            .into_iter()
+            .map(u32::from)
+            .collect();
+        let truth: Vec<u32> = image::open(data.join(format!("labels/s{i}.png")))
+            .unwrap()
+            .to_luma16()
+            .into_raw()
+            .into_iter()
+            .map(u32::from)
+            .collect();
+        counts.add(&truth, &predicted, [32, 32]).unwrap();
+    }
+    let json = root.join("scores.json");
+    let table = succeeds(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        path(&data),
+        "--min-size",
+        "4",
+        "--json",
+        path(&json),
+    ]);
+    assert!(
+        table.contains("instances:") && table.contains("DSB2018 mean AP"),
+        "{table}"
+    );
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let expected = counts.scores();
+    assert_eq!(scores["instances"]["true_objects"], expected.true_objects);
+    assert_eq!(
+        scores["instances"]["predicted_objects"],
+        expected.predicted_objects
+    );
+    assert_eq!(scores["instances"]["matched"], expected.matched);
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-12;
+    assert!(close(&scores["instances"]["f1"], expected.f1), "{scores}");
+    assert!(
+        close(&scores["instances"]["mean_ap"], expected.mean_ap),
+        "{scores}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use crate::config::Preprocess;
 use imaging::WatershedConfig;
 
-use crate::data::{image_mask_pairs, read_pair};
+use crate::data::{ImageMaskPair, image_mask_pairs, read_pair, split_indices};
 use crate::error::CliError;
 use crate::instances::{InstanceCounts, instances_of};
 use crate::model_dir::TrainedModel;
@@ -27,6 +27,27 @@ pub fn evaluate(
     instances: &WatershedConfig,
     device: &Device,
 ) -> Result<Scores, CliError> {
+    evaluate_images(model, dir, None, options, instances, device)
+}
+
+/// The images of `dir` a model held out for validation: those its run's
+/// split (seed and validation fraction) put aside, when `dir` is the folder
+/// it was trained on.
+pub fn validation_images(model: &TrainedModel, dir: &Path) -> Result<Vec<usize>, CliError> {
+    let training = model.config.training()?;
+    let pairs = image_mask_pairs(dir)?;
+    Ok(split_indices(pairs.len(), training.val_fraction, training.seed).1)
+}
+
+/// [`evaluate`] on the images of `dir` at `only` (positions in name order), or all.
+pub fn evaluate_images(
+    model: &TrainedModel,
+    dir: &Path,
+    only: Option<&[usize]>,
+    options: &PredictOptions,
+    instances: &WatershedConfig,
+    device: &Device,
+) -> Result<Scores, CliError> {
     let (channels, classes) = (
         model.config.model.in_channels,
         model.config.model.num_classes,
@@ -39,8 +60,13 @@ pub fn evaluate(
         resize: None,
         ..model.config.preprocess
     };
-    for pair in image_mask_pairs(dir)? {
-        let truth = read_pair(&pair, channels, classes, &full_size)?;
+    let pairs = image_mask_pairs(dir)?;
+    let chosen: Vec<&ImageMaskPair> = match only {
+        Some(indices) => indices.iter().filter_map(|&i| pairs.get(i)).collect(),
+        None => pairs.iter().collect(),
+    };
+    for pair in chosen {
+        let truth = read_pair(pair, channels, classes, &full_size)?;
         let predicted = segment_file(model, &pair.image, options, device, &mut |_, _| {})?;
         counts.add(&predicted.classes, &truth.mask);
         if let Some(labels) = &truth.labels {

@@ -126,3 +126,18 @@ pub fn import(weights: &Path, out: &Path) -> String {
         path(out),
     ])
 }
+
+/// Writes `dir/labels/s<i>.png` (16-bit instance ids) for the images of
+/// [`write_dataset`]: each synthetic shape its own object.
+pub fn write_labels(dir: &Path, n: usize, size: usize) {
+    std::fs::create_dir_all(dir.join("labels")).unwrap();
+    let data = SyntheticDataset::new(n, size, 2, 1, 99).unwrap();
+    for i in 0..n {
+        let labels = data.sample(i).labels.unwrap();
+        let ids: Vec<u16> = labels.iter().map(|&id| id as u16).collect();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(size as u32, size as u32, ids)
+            .unwrap()
+            .save(dir.join(format!("labels/s{i}.png")))
+            .unwrap();
+    }
+}
