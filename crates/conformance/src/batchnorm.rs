@@ -1,13 +1,13 @@
 //! `bn-golden/1`: `torch.nn.BatchNorm2d` in training mode (batch statistics,
 //! running statistics updated with momentum and the unbiased variance) and
-//! in evaluation mode (running statistics), through the batch norm the
-//! U-Net's blocks use (`burn::nn::BatchNorm`, as `unet::NormLayer::Batch`).
+//! in evaluation mode (running statistics), through [`layers::BatchNorm`],
+//! the batch norm of the U-Net's blocks.
 
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
+use layers::{BatchNorm, BatchNormConfig};
 use serde::Deserialize;
 
 use crate::{
@@ -94,31 +94,33 @@ fn vector(tensor: &GoldenTensor, device: &Device) -> Tensor<1> {
 
 /// The layer of a case: PyTorch's statistics and affine parameters (ones
 /// and zeros without `affine`), in the mode the case asks for.
-fn layer(case: &BnCase, device: &Device) -> BatchNorm {
+fn layer(case: &BnCase, device: &Device) -> Result<BatchNorm, layers::ConvError> {
     let c = &case.config;
     let mut bn = BatchNormConfig::new(c.num_features)
         .with_epsilon(c.eps)
         .with_momentum(c.momentum)
-        .init(device);
+        .try_init(device)?;
     if let (Some(weight), Some(bias)) = (&case.weight, &case.bias) {
         bn.gamma = Param::from_tensor(vector(weight, device));
         bn.beta = Param::from_tensor(vector(bias, device));
     }
     bn.running_mean = burn::module::RunningState::new(vector(&case.running_mean, device));
     bn.running_var = burn::module::RunningState::new(vector(&case.running_var, device));
-    match case.mode {
+    Ok(match case.mode {
         BnMode::Train => bn,
         // Running statistics, with gradients still flowing to input and parameters.
         BnMode::Eval => bn.freeze().set_require_grad(true).train(),
-    }
+    })
 }
 
 fn run_case(case: &BnCase, device: &Device, tolerance: Tolerance) -> Result<Vec<Failure>, Failure> {
     let input = rank4("input", case.input.clone())?;
     let grad_output = rank4("grad_output", case.grad_output.clone())?;
-    let bn = layer(case, device);
+    let bn = layer(case, device).map_err(|err| Failure::Refused(err.to_string()))?;
     let x = Tensor::<4>::from_data(input, device).require_grad();
-    let y = bn.forward(x.clone());
+    let y = bn
+        .try_forward(x.clone())
+        .map_err(|err| Failure::Refused(err.to_string()))?;
     let mut failures = Vec::new();
     compare(
         "output",

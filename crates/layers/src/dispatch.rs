@@ -1,5 +1,6 @@
-//! The one place that decides which implementation computes a convolution.
-//! The layers call [`conv2d`] or [`conv_transpose2d_full`] and add their bias
+//! The one place that decides which implementation computes a convolution
+//! or a batch norm. The layers call [`conv2d`] or [`conv_transpose2d_full`]
+//! ([`batch_norm_train`], [`batch_norm`]) and add their bias
 //! themselves ([`crate::ops::add_bias`]), whatever computed the product:
 //!
 //! | the input tensor | engine |
@@ -14,7 +15,10 @@
 //! pass alone slower than Burn's direct kernels.
 
 use burn::tensor::Tensor;
-use burn::tensor::module::{conv_transpose2d, conv2d as burn_conv2d};
+use burn::tensor::module::{
+    batch_norm as burn_batch_norm, batch_norm_train as burn_batch_norm_train, conv_transpose2d,
+    conv2d as burn_conv2d,
+};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use crate::{cpu, lowering};
@@ -82,4 +86,57 @@ pub(crate) fn conv_transpose2d_full(
             ConvTransposeOptions::new(stride, [0, 0], [0, 0], dilation, groups),
         ),
     }
+}
+
+/// A training batch norm of `x` (`[n, c, h, w]`) with its own batch
+/// statistics: `(output, mean, biased variance)`, the statistics `[c]`.
+/// On the CPU backends, two passes of [`crate::cpu`]'s channel kernels and a
+/// few `[c]` operations that autodiff differentiates; elsewhere Burn's
+/// `batch_norm_train` (one operation under autodiff).
+pub(crate) fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    if !cpu::has_kernels_for(&x) {
+        let result = burn_batch_norm_train(x, gamma, beta, epsilon);
+        return (result.output, result.mean, result.variance);
+    }
+    let [_, channels, _, _] = x.dims();
+    let stats = cpu::channel_stats(x.clone());
+    let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let variance = stats.slice([1..2, 0..channels]).reshape([channels]);
+    let (scale, shift) = scale_and_shift(gamma, beta, mean.clone(), variance.clone(), epsilon);
+    (cpu::channel_affine(x, scale, shift), mean, variance)
+}
+
+/// Batch norm of `x` (`[n, c, h, w]`) with given statistics (inference).
+pub(crate) fn batch_norm(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    variance: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<4> {
+    if !cpu::has_kernels_for(&x) {
+        return burn_batch_norm(x, gamma, beta, mean, variance, epsilon);
+    }
+    let (scale, shift) = scale_and_shift(gamma, beta, mean, variance, epsilon);
+    cpu::channel_affine(x, scale, shift)
+}
+
+/// Batch norm as a per-channel affine map: `scale = gamma / sqrt(var + eps)`,
+/// `shift = beta - mean * scale`.
+fn scale_and_shift(
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    variance: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    let scale = gamma / (variance + epsilon).sqrt();
+    let shift = beta - mean * scale.clone();
+    (scale, shift)
 }

@@ -7,7 +7,7 @@
 ///
 /// Configuration errors are returned by `try_init`; input errors by
 /// `try_forward` (and the panicking `init` / `forward` carry the same message).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConvError {
     /// A kernel size, stride or dilation of zero.
     #[error("{what} must be positive in every dimension, got {value:?}")]
@@ -25,14 +25,14 @@ pub enum ConvError {
     /// A channel count of zero.
     #[error("{which} must be positive, got 0")]
     ZeroChannels {
-        /// `"in_channels"` or `"out_channels"`.
+        /// `"in_channels"`, `"out_channels"` or `"num_features"`.
         which: &'static str,
     },
 
     /// A channel count that the group count does not divide.
     #[error("{which} ({channels}) must be divisible by groups ({groups})")]
     ChannelsNotDivisible {
-        /// `"in_channels"` or `"out_channels"`.
+        /// `"in_channels"`, `"out_channels"` or `"num_features"`.
         which: &'static str,
         /// The channel count.
         channels: usize,
@@ -148,5 +148,26 @@ pub enum ConvError {
         in_channels: usize,
         /// The layer's `out_channels`.
         out_channels: usize,
+    },
+
+    /// Batch-norm settings out of range.
+    #[error(
+        "batch norm needs epsilon > 0 and momentum in [0, 1], got epsilon {epsilon}, momentum {momentum}"
+    )]
+    NormSettings {
+        /// The epsilon asked for.
+        epsilon: f64,
+        /// The momentum asked for.
+        momentum: f64,
+    },
+
+    /// A training batch norm over one value per channel, whose variance
+    /// PyTorch refuses to estimate.
+    #[error(
+        "batch norm in training needs more than one value per channel, got input shape {shape:?}"
+    )]
+    OneValuePerChannel {
+        /// The input's shape, `[batch, channels, height, width]`.
+        shape: [usize; 4],
     },
 }

@@ -38,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batch_norm;
 mod conv2d;
 mod conv_transpose2d;
 mod cpu;
@@ -52,6 +53,7 @@ mod separable;
 pub mod shape;
 mod up_conv;
 
+pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use error::ConvError;

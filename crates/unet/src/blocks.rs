@@ -2,11 +2,12 @@
 //! block, and the upsamplers.
 
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig};
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
+use layers::{BatchNorm, BatchNormConfig};
 use layers::{
     Conv2d, Conv2dConfig, ConvError, ConvTranspose2d, ConvTranspose2dConfig,
     DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, Padding, UpConv2d,

@@ -64,16 +64,13 @@ pub trait CpuConv: Backend {
 }
 
 /// How a CPU backend lends its `f32` tensors to the kernels and takes results back.
-trait HostTensors: Backend {
+pub(super) trait HostTensors: Backend {
     /// Runs `f` on the values of `tensor`, row-major (without a copy where the
     /// backend's storage already is that).
     fn with_host<R>(tensor: FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R;
 
-    fn from_host(
-        values: Vec<f32>,
-        shape: [usize; 4],
-        like: &FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    /// A tensor of `shape` holding `values`, on the device of `like`.
+    fn from_host(values: Vec<f32>, shape: &[usize], like: &FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl HostTensors for Flex {
@@ -88,8 +85,8 @@ impl HostTensors for Flex {
         }
     }
 
-    fn from_host(values: Vec<f32>, shape: [usize; 4], _: &FloatTensor<Self>) -> FloatTensor<Self> {
-        FloatTensor::<Self>::from_data(TensorData::new(values, shape))
+    fn from_host(values: Vec<f32>, shape: &[usize], _: &FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::from_data(TensorData::new(values, shape.to_vec()))
     }
 }
 
@@ -110,12 +107,8 @@ impl HostTensors for NdArray {
         }
     }
 
-    fn from_host(
-        values: Vec<f32>,
-        shape: [usize; 4],
-        like: &FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        Self::float_from_data(TensorData::new(values, shape), &like.device())
+    fn from_host(values: Vec<f32>, shape: &[usize], like: &FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_from_data(TensorData::new(values, shape.to_vec()), &like.device())
     }
 }
 
@@ -129,10 +122,10 @@ fn on_host<B: HostTensors>(
     kernel: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
 ) -> FloatTensor<B> {
     let values = B::with_host(a, |a| B::with_host(b, |b| kernel(a, b)));
-    B::from_host(values, dims, like)
+    B::from_host(values, &dims, like)
 }
 
-fn is_f32<B: Backend>(a: &FloatTensor<B>, b: &FloatTensor<B>) -> bool {
+pub(super) fn is_f32<B: Backend>(a: &FloatTensor<B>, b: &FloatTensor<B>) -> bool {
     a.dtype() == DType::F32 && b.dtype() == DType::F32
 }
 

@@ -16,6 +16,8 @@
 mod depthwise;
 mod extension;
 mod kernel;
+mod norm;
+mod norm_extension;
 mod rows;
 
 use burn::backend::Dispatch;
@@ -25,6 +27,7 @@ use burn::tensor::{DType, Device, Shape, Tensor};
 use crate::shape::{conv_output_size, conv_transpose_output_size};
 use extension::CpuConv;
 use kernel::ConvShape;
+use norm_extension::CpuNorm;
 
 /// Whether this module has kernels for convolutions of `input`: `f32`
 /// tensors on the flex or ndarray device, with or without autodiff.
@@ -72,6 +75,23 @@ pub(crate) fn conv_transpose2d(
         x.into_dispatch(),
         weight.into_dispatch(),
         options,
+    ))
+}
+
+/// Each channel's mean and biased variance, `[2, channels]` (row 0 the
+/// means), of `x` (`[n, channels, h, w]`). Call only where
+/// [`has_kernels_for`] holds.
+pub(crate) fn channel_stats(x: Tensor<4>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as CpuNorm>::cpu_channel_stats(x.into_dispatch()))
+}
+
+/// `x * scale[c] + shift[c]` for `x` of `[n, c, h, w]`, `scale` and `shift`
+/// of `[c]`. Call only where [`has_kernels_for`] holds.
+pub(crate) fn channel_affine(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuNorm>::cpu_channel_affine(
+        x.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
     ))
 }
 
