@@ -228,9 +228,15 @@ fn run_eval(args: EvalArgs) -> Result<(), CliError> {
     model_dir::read_config(&args.model)?;
     let device = open(&args.backend)?;
     let model = model_dir::load(&args.model, &device)?;
-    let scores = eval::evaluate(
+    let only = if args.validation_only {
+        Some(eval::validation_images(&model, &args.data)?)
+    } else {
+        None
+    };
+    let scores = eval::evaluate_images(
         &model,
         &args.data,
+        only.as_deref(),
         &options,
         &args.objects.config()?,
         &device,

@@ -2,7 +2,7 @@
 //! or the new one, never half of one.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// The temporary path a write goes through: beside the target (so the rename
@@ -19,11 +19,24 @@ fn temp_path(path: &Path) -> PathBuf {
 /// and the folder synced so that the rename itself survives a power loss;
 /// on failure the temporary file is removed and `path` is untouched.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write`] of what `fill` writes, streamed: for files too large to hold
+/// in memory first.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let temp = temp_path(path);
     let result = File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
+        .and_then(|file| {
+            let mut writer = BufWriter::new(file);
+            fill(&mut writer)?;
+            writer
+                .into_inner()
+                .map_err(|err| err.into_error())?
+                .sync_all()
         })
         .and_then(|()| std::fs::rename(&temp, path));
     if result.is_err() {

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, imageops};
+use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage, imageops};
 use plotters::prelude::*;
 
 use crate::atomic;
@@ -19,6 +19,71 @@ pub fn write_png(path: &Path, image: impl Into<DynamicImage>) -> Result<(), CliE
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|err| CliError::io(path, err))?;
     atomic::write(path, &bytes).map_err(|err| CliError::io(path, err))
+}
+
+/// The pixel layout of a PNG written row by row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// One byte per pixel.
+    Gray8,
+    /// Two bytes per pixel (a 16-bit value; rows filled big-endian, as PNG stores it).
+    Gray16,
+    /// Three bytes per pixel.
+    Rgb8,
+}
+
+/// Writes a `width x height` PNG atomically, row by row: `row(y, buffer)`
+/// fills an emptied buffer with row `y`. The image is never held whole.
+pub fn write_png_rows(
+    path: &Path,
+    [width, height]: [usize; 2],
+    format: RowFormat,
+    mut row: impl FnMut(usize, &mut Vec<u8>),
+) -> Result<(), CliError> {
+    let (color, depth) = match format {
+        RowFormat::Gray8 => (png::ColorType::Grayscale, png::BitDepth::Eight),
+        RowFormat::Gray16 => (png::ColorType::Grayscale, png::BitDepth::Sixteen),
+        RowFormat::Rgb8 => (png::ColorType::Rgb, png::BitDepth::Eight),
+    };
+    let (w, h) = (
+        u32::try_from(width).map_err(|_| CliError::io(path, "wider than a PNG can be"))?,
+        u32::try_from(height).map_err(|_| CliError::io(path, "taller than a PNG can be"))?,
+    );
+    atomic::write_with(path, |file| {
+        let mut encoder = png::Encoder::new(file, w, h);
+        encoder.set_color(color);
+        encoder.set_depth(depth);
+        let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+        let mut stream = writer.stream_writer().map_err(std::io::Error::other)?;
+        let mut buffer = Vec::new();
+        for y in 0..height {
+            buffer.clear();
+            row(y, &mut buffer);
+            std::io::Write::write_all(&mut stream, &buffer)?;
+        }
+        stream.finish().map_err(std::io::Error::other)
+    })
+    .map_err(|err| CliError::io(path, err))
+}
+
+/// Appends row `y` of `image` as 8-bit RGB (grayscale repeated, 16-bit
+/// values divided by 257, floats clamped to `[0, 1]`), for overlays.
+pub fn display_row(image: &DynamicImage, y: usize, out: &mut Vec<u8>) {
+    let width = image.width() as usize;
+    let push = |out: &mut Vec<u8>, px: &[u8]| match px.len() {
+        1 | 2 => out.extend([px[0]; 3]),
+        _ => out.extend(&px[..3]),
+    };
+    match image {
+        DynamicImage::ImageLuma8(b) => b.as_raw()[y * width..][..width]
+            .iter()
+            .for_each(|&v| out.extend([v; 3])),
+        DynamicImage::ImageRgb8(b) => out.extend(&b.as_raw()[y * width * 3..][..width * 3]),
+        other => {
+            let row = other.crop_imm(0, y as u32, image.width(), 1).to_rgb8();
+            row.pixels().for_each(|p| push(out, &p.0));
+        }
+    }
 }
 
 /// The colour of each class in overlays and sample grids: background black,
@@ -40,22 +105,20 @@ pub fn class_color(class: u8) -> [u8; 3] {
     }
 }
 
-/// A mask as the PNG `predict` writes: class indices, or 0/255 with two classes.
-pub fn mask_image(mask: &[u8], height: usize, width: usize, classes: usize) -> GrayImage {
-    let scale = if classes == 2 { 255 } else { 1 };
-    GrayImage::from_fn(width as u32, height as u32, |x, y| {
-        Luma([mask[y as usize * width + x as usize] * scale])
-    })
+/// A class as the mask PNGs `predict` writes store it: the index, or 0/255
+/// with two classes.
+pub fn mask_value(class: u8, classes: usize) -> u8 {
+    if classes == 2 {
+        class.saturating_mul(255)
+    } else {
+        class
+    }
 }
 
-/// A plane of probabilities scaled to `0..=65535` as a 16-bit grayscale image.
-pub fn probability_image(
-    plane: &[u16],
-    height: usize,
-    width: usize,
-) -> ImageBuffer<Luma<u16>, Vec<u16>> {
-    ImageBuffer::from_fn(width as u32, height as u32, |x, y| {
-        Luma([plane[y as usize * width + x as usize]])
+/// A mask as the PNG `predict` writes (see [`mask_value`]).
+pub fn mask_image(mask: &[u8], height: usize, width: usize, classes: usize) -> GrayImage {
+    GrayImage::from_fn(width as u32, height as u32, |x, y| {
+        Luma([mask_value(mask[y as usize * width + x as usize], classes)])
     })
 }
 
@@ -73,21 +136,24 @@ pub fn to_rgb(sample_image: &[f32], channels: usize, height: usize, width: usize
     })
 }
 
-/// The mask's classes tinted over the image: half image, half class colour,
-/// background left as it is.
+/// A pixel tinted with its class: half image, half class colour; background
+/// left as it is.
+pub fn tint(pixel: [u8; 3], class: u8) -> [u8; 3] {
+    if class == 0 {
+        return pixel;
+    }
+    let color = class_color(class);
+    std::array::from_fn(|i| ((u16::from(pixel[i]) + u16::from(color[i])) / 2) as u8)
+}
+
+/// The mask's classes tinted over the image (see [`tint`]).
 pub fn overlay(image: &RgbImage, mask: &[u8]) -> RgbImage {
     let width = image.width() as usize;
     RgbImage::from_fn(image.width(), image.height(), |x, y| {
-        let pixel = image.get_pixel(x, y).0;
-        match mask[y as usize * width + x as usize] {
-            0 => Rgb(pixel),
-            class => {
-                let color = class_color(class);
-                Rgb(std::array::from_fn(|i| {
-                    ((pixel[i] as u16 + color[i] as u16) / 2) as u8
-                }))
-            }
-        }
+        Rgb(tint(
+            image.get_pixel(x, y).0,
+            mask[y as usize * width + x as usize],
+        ))
     })
 }
 
@@ -112,35 +178,38 @@ pub fn instance_color(id: u32) -> [u8; 3] {
 /// (pixels with a 4-neighbour of another id), its inside lightly tinted.
 pub fn instance_overlay(image: &RgbImage, labels: &[u32]) -> RgbImage {
     let (w, h) = (image.width() as usize, image.height() as usize);
+    let mut out = image.clone();
+    for (y, row) in out.chunks_exact_mut(3 * w).enumerate() {
+        let mut pixels = row.to_vec();
+        instance_row(labels, [h, w], y, &mut pixels);
+        row.copy_from_slice(&pixels);
+    }
+    out
+}
+
+/// Draws the objects of row `y` of `labels` (`[h, w]`) over `row`, 8-bit
+/// RGB pixels: outlines (a 4-neighbour of another id) in the object's
+/// colour, insides tinted a quarter of the way to it.
+pub fn instance_row(labels: &[u32], [h, w]: [usize; 2], y: usize, row: &mut [u8]) {
     let at = |x: usize, y: usize| labels[y * w + x];
-    RgbImage::from_fn(image.width(), image.height(), |x, y| {
-        let (x, y) = (x as usize, y as usize);
-        let pixel = image.get_pixel(x as u32, y as u32).0;
+    for (x, pixel) in row.chunks_exact_mut(3).enumerate().take(w) {
         let id = at(x, y);
         if id == 0 {
-            return Rgb(pixel);
+            continue;
         }
         let edge = (x == 0 || at(x - 1, y) != id)
             || (x + 1 == w || at(x + 1, y) != id)
             || (y == 0 || at(x, y - 1) != id)
             || (y + 1 == h || at(x, y + 1) != id);
         let color = instance_color(id);
-        Rgb(if edge {
-            color
-        } else {
-            std::array::from_fn(|i| ((3 * pixel[i] as u16 + color[i] as u16) / 4) as u8)
-        })
-    })
-}
-
-/// Instance ids as a 16-bit image (ids above 65535 cannot be stored: `None`).
-pub fn labels_image(
-    labels: &[u32],
-    height: usize,
-    width: usize,
-) -> Option<ImageBuffer<Luma<u16>, Vec<u16>>> {
-    let ids: Option<Vec<u16>> = labels.iter().map(|&id| u16::try_from(id).ok()).collect();
-    ImageBuffer::from_raw(width as u32, height as u32, ids?)
+        for (p, c) in pixel.iter_mut().zip(color) {
+            *p = if edge {
+                c
+            } else {
+                ((3 * u16::from(*p) + u16::from(c)) / 4) as u8
+            };
+        }
+    }
 }
 
 /// A mask in class colours.

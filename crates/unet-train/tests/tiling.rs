@@ -8,7 +8,7 @@ use unet_train::BackendKind;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::data::FolderDataset;
 use unet_train::model_dir;
-use unet_train::predict::{Blend, Layout, Tiler, Window};
+use unet_train::predict::{Blend, Layout, Planar, Tiler, Window};
 use unet_train::train::{Progress, train};
 
 use burn::data::dataset::Dataset;
@@ -37,6 +37,11 @@ fn logits(
             out[(c * h + first) * w..][..n * w].copy_from_slice(&rows[c * n * w..][..n * w]);
         }
     };
+    let source = Planar {
+        values: image,
+        channels,
+        size: [h, w],
+    };
     Tiler {
         unet,
         layout,
@@ -44,7 +49,7 @@ fn logits(
         tta,
         device,
     }
-    .logits(image, channels, &mut sink, &mut |_, _| {})
+    .logits(&source, &mut sink, &mut |_, _| {})
     .unwrap();
     assert!(out.iter().all(|v| v.is_finite()), "every pixel written");
     out

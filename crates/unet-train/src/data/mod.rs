@@ -15,7 +15,9 @@ pub use folder::{
     read_pair, resize_nearest,
 };
 pub use mask::{MaskKind, RawMask, read_raw_mask};
-pub use pixels::{Normalize, channels_of, decode, read_image};
+pub use pixels::{
+    ChannelMap, Normalize, Samples, SourceImage, channels_of, decode, open_image, read_image,
+};
 pub use synthetic::SyntheticDataset;
 
 /// The most bytes one decoded image or mask may take; a larger file is an

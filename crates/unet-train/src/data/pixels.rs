@@ -46,48 +46,254 @@ impl Normalize {
         }
     }
 
-    /// Normalises one channel's values (already divided by the bit depth's
-    /// largest value) in place.
-    pub fn apply(&self, values: &mut [f32]) {
+    /// The map of one channel whose values `samples` yields (already divided
+    /// by the bit depth's largest value).
+    pub fn fit(&self, samples: &Samples) -> ChannelMap {
         match *self {
-            Normalize::Divide => {}
+            Normalize::Divide => ChannelMap::Identity,
             Normalize::Percentile { low, high } => {
-                let (lo, hi) = percentiles(values, low, high);
+                let (lo, hi) = (samples.percentile(low), samples.percentile(high));
                 let scale = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
-                values.iter_mut().for_each(|v| *v = (*v - lo) * scale);
+                ChannelMap::Affine { lo, scale }
             }
             Normalize::ZScore => {
-                let n = values.len().max(1) as f64;
-                let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-                let var = values
+                let n = samples.len().max(1) as f64;
+                let mean = samples.iter().map(f64::from).sum::<f64>() / n;
+                let var = samples
                     .iter()
-                    .map(|&v| (v as f64 - mean).powi(2))
+                    .map(|v| (f64::from(v) - mean).powi(2))
                     .sum::<f64>()
                     / n;
                 let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-                values
-                    .iter_mut()
-                    .for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
+                ChannelMap::Standard { mean, std }
             }
         }
     }
 }
 
-/// The `low`-th and `high`-th percentiles of `values` (linear interpolation
-/// between order statistics, as NumPy's default).
-fn percentiles(values: &[f32], low: f64, high: f64) -> (f32, f32) {
-    if values.is_empty() {
-        return (0.0, 1.0);
+/// How one channel's values are normalised: what [`Normalize::fit`] finds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChannelMap {
+    /// As they are.
+    Identity,
+    /// `(v - lo) * scale`.
+    Affine {
+        /// Subtracted.
+        lo: f32,
+        /// Then multiplied by.
+        scale: f32,
+    },
+    /// `(v - mean) / std`, in `f64`.
+    Standard {
+        /// The mean.
+        mean: f64,
+        /// The standard deviation.
+        std: f64,
+    },
+}
+
+impl ChannelMap {
+    /// The normalised value of `v`.
+    pub fn apply(&self, v: f32) -> f32 {
+        match *self {
+            ChannelMap::Identity => v,
+            ChannelMap::Affine { lo, scale } => (v - lo) * scale,
+            ChannelMap::Standard { mean, std } => ((f64::from(v) - mean) / std) as f32,
+        }
     }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(f32::total_cmp);
-    let at = |q: f64| {
-        let position = q / 100.0 * (sorted.len() - 1) as f64;
+}
+
+/// The stored samples of a decoded image: 8- or 16-bit integers or floats,
+/// interleaved, `stride` per pixel.
+#[derive(Debug, Clone, Copy)]
+enum Stored<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    F32(&'a [f32]),
+}
+
+/// One channel of a decoded image, read as values in `[0, 1]` (divided by
+/// the largest value of the bit depth), without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Samples<'a> {
+    stored: Stored<'a>,
+    stride: usize,
+    offset: usize,
+    len: usize,
+}
+
+impl<'a> Samples<'a> {
+    /// Pixels in the channel.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the channel has no pixel.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value of pixel `i` (row-major).
+    pub fn get(&self, i: usize) -> f32 {
+        let at = i * self.stride + self.offset;
+        match self.stored {
+            Stored::U8(v) => f32::from(v[at]) / 255.0,
+            Stored::U16(v) => f32::from(v[at]) / 65535.0,
+            Stored::F32(v) => v[at],
+        }
+    }
+
+    /// Every value, row-major.
+    pub fn iter(&self) -> impl Iterator<Item = f32> + '_ {
+        (0..self.len).map(|i| self.get(i))
+    }
+
+    /// The `q`-th percentile (linear interpolation between order
+    /// statistics, as NumPy's default), from a histogram for integer
+    /// samples, without sorting a copy of the image.
+    fn percentile(&self, q: f64) -> f32 {
+        if self.len == 0 {
+            return 0.0;
+        }
+        let position = q / 100.0 * (self.len - 1) as f64;
         let (i, frac) = (position.floor() as usize, position.fract() as f32);
-        let next = sorted[(i + 1).min(sorted.len() - 1)];
-        sorted[i] + frac * (next - sorted[i])
-    };
-    (at(low), at(high))
+        let (a, b) = (
+            self.order_statistic(i),
+            self.order_statistic((i + 1).min(self.len - 1)),
+        );
+        a + frac * (b - a)
+    }
+
+    /// The `k`-th smallest value.
+    fn order_statistic(&self, k: usize) -> f32 {
+        let levels = match self.stored {
+            Stored::U8(_) => 256,
+            Stored::U16(_) => 65536,
+            Stored::F32(_) => {
+                let mut sorted: Vec<f32> = self.iter().collect();
+                sorted.sort_unstable_by(f32::total_cmp);
+                return sorted[k];
+            }
+        };
+        let mut counts = vec![0usize; levels];
+        for i in 0..self.len {
+            let at = i * self.stride + self.offset;
+            match self.stored {
+                Stored::U8(v) => counts[usize::from(v[at])] += 1,
+                Stored::U16(v) => counts[usize::from(v[at])] += 1,
+                Stored::F32(_) => unreachable!("floats are sorted above"),
+            }
+        }
+        let mut seen = 0;
+        let level = counts
+            .iter()
+            .position(|&count| {
+                seen += count;
+                seen > k
+            })
+            .unwrap_or(levels - 1);
+        let max = (levels - 1) as f32;
+        level as f32 / max
+    }
+}
+
+/// A decoded image as the network's input: each channel read through its
+/// normalisation, pixel by pixel, so that a large image is never copied
+/// whole into floats.
+#[derive(Debug)]
+pub struct SourceImage {
+    image: DynamicImage,
+    channels: usize,
+    maps: Vec<ChannelMap>,
+}
+
+impl SourceImage {
+    /// The normalised image of `image` as a `channels`-channel input
+    /// (the caller checked the channel count).
+    pub fn new(image: DynamicImage, channels: usize, normalize: Normalize) -> Self {
+        let image = match image {
+            DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageRgb8(_)
+            | DynamicImage::ImageRgba8(_)
+            | DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA16(_)
+            | DynamicImage::ImageRgb16(_)
+            | DynamicImage::ImageRgba16(_)
+            | DynamicImage::ImageRgb32F(_)
+            | DynamicImage::ImageRgba32F(_) => image,
+            // A layout added to `image` after this was written: as floats.
+            other => DynamicImage::ImageRgba32F(other.to_rgba32f()),
+        };
+        let mut source = Self {
+            image,
+            channels,
+            maps: Vec::new(),
+        };
+        source.maps = (0..channels)
+            .map(|c| normalize.fit(&source.samples(c)))
+            .collect();
+        source
+    }
+
+    /// Channel `c`'s stored samples.
+    fn samples(&self, c: usize) -> Samples<'_> {
+        let (w, h) = (self.image.width() as usize, self.image.height() as usize);
+        let (stored, stride) = match &self.image {
+            DynamicImage::ImageLuma8(b) => (Stored::U8(b.as_raw()), 1),
+            DynamicImage::ImageLumaA8(b) => (Stored::U8(b.as_raw()), 2),
+            DynamicImage::ImageRgb8(b) => (Stored::U8(b.as_raw()), 3),
+            DynamicImage::ImageRgba8(b) => (Stored::U8(b.as_raw()), 4),
+            DynamicImage::ImageLuma16(b) => (Stored::U16(b.as_raw()), 1),
+            DynamicImage::ImageLumaA16(b) => (Stored::U16(b.as_raw()), 2),
+            DynamicImage::ImageRgb16(b) => (Stored::U16(b.as_raw()), 3),
+            DynamicImage::ImageRgba16(b) => (Stored::U16(b.as_raw()), 4),
+            DynamicImage::ImageRgb32F(b) => (Stored::F32(b.as_raw()), 3),
+            DynamicImage::ImageRgba32F(b) => (Stored::F32(b.as_raw()), 4),
+            _ => unreachable!("SourceImage::new converts every other layout"),
+        };
+        Samples {
+            stored,
+            stride,
+            offset: c,
+            len: w * h,
+        }
+    }
+
+    /// `[height, width]`.
+    pub fn size(&self) -> [usize; 2] {
+        [self.image.height() as usize, self.image.width() as usize]
+    }
+
+    /// Channels of the network's input.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The normalised values of channel `c`, row `y`, at columns `cols`, appended to `out`.
+    pub fn row(&self, c: usize, y: usize, cols: &[usize], out: &mut Vec<f32>) {
+        let (samples, map) = (self.samples(c), self.maps[c]);
+        let base = y * self.image.width() as usize;
+        out.extend(cols.iter().map(|&x| map.apply(samples.get(base + x))));
+    }
+
+    /// The whole normalised image, planar `[channels, h, w]`.
+    pub fn planar(&self) -> Vec<f32> {
+        (0..self.channels)
+            .flat_map(|c| {
+                let map = self.maps[c];
+                self.samples(c)
+                    .iter()
+                    .map(move |v| map.apply(v))
+                    .collect::<Vec<f32>>()
+            })
+            .collect()
+    }
+
+    /// The decoded image itself (for overlays).
+    pub fn image(&self) -> &DynamicImage {
+        &self.image
+    }
 }
 
 /// Decodes an image file, with a memory limit instead of an abort for a
@@ -112,17 +318,16 @@ pub fn channels_of(image: &DynamicImage) -> usize {
     if image.color().has_color() { 3 } else { 1 }
 }
 
-/// Reads an image file as planar `[channels, h, w]` values, divided by the
-/// largest value of its bit depth, then normalised by `normalize`; resized
-/// to `resize x resize` (bilinear, before normalising) if asked. Also returns
-/// the file's own `[width, height]`. The file must have `channels` channels:
-/// grayscale for 1, colour for 3.
-pub fn read_image(
+/// Opens an image file as the network's input: decoded, checked to have
+/// `channels` channels (grayscale for 1, colour for 3), resized to
+/// `resize x resize` (bilinear) if asked, normalised by `normalize`. Also
+/// returns the file's own `[width, height]`.
+pub fn open_image(
     path: &Path,
     channels: usize,
     resize: Option<usize>,
     normalize: Normalize,
-) -> Result<(Vec<f32>, [u32; 2]), DataError> {
+) -> Result<(SourceImage, [u32; 2]), DataError> {
     if channels != 1 && channels != 3 {
         return Err(DataError::Channels { channels });
     }
@@ -146,24 +351,19 @@ pub fn read_image(
         }
         _ => image,
     };
-    let mut values = planar(&image, channels);
-    let plane = values.len() / channels;
-    for channel in values.chunks_exact_mut(plane.max(1)) {
-        normalize.apply(channel);
-    }
-    Ok((values, size))
+    Ok((SourceImage::new(image, channels, normalize), size))
 }
 
-/// The image as `[channels, h, w]` floats in `[0, 1]`.
-fn planar(image: &DynamicImage, channels: usize) -> Vec<f32> {
-    if channels == 1 {
-        return image.to_luma32f().into_raw();
-    }
-    let rgb = image.to_rgb32f().into_raw();
-    let plane = rgb.len() / 3;
-    (0..3 * plane)
-        .map(|i| rgb[(i % plane) * 3 + i / plane])
-        .collect()
+/// Reads an image file as planar `[channels, h, w]` values: [`open_image`],
+/// then copied out whole.
+pub fn read_image(
+    path: &Path,
+    channels: usize,
+    resize: Option<usize>,
+    normalize: Normalize,
+) -> Result<(Vec<f32>, [u32; 2]), DataError> {
+    let (source, size) = open_image(path, channels, resize, normalize)?;
+    Ok((source.planar(), size))
 }
 
 #[cfg(test)]
@@ -194,22 +394,35 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_follow_numpy() {
-        // numpy.percentile([0, 1, ..., 10], [1, 99.8]) == [0.1, 9.98]
-        let values: Vec<f32> = (0..=10).map(|v| v as f32).collect();
-        let (lo, hi) = percentiles(&values, 1.0, 99.8);
-        assert!(
-            (lo - 0.1).abs() < 1e-5 && (hi - 9.98).abs() < 1e-5,
-            "{lo} {hi}"
-        );
-        let mut scaled = values.clone();
-        Normalize::Percentile {
+    fn percentiles_follow_numpy_for_integer_and_float_samples() {
+        // numpy.percentile([0, 0.1, ..., 1.0], [1, 99.8]) == [0.01, 0.998]
+        let floats: Vec<f32> = (0..=10).map(|v| v as f32 / 10.0).collect();
+        let as_floats = Samples {
+            stored: Stored::F32(&floats),
+            stride: 1,
+            offset: 0,
+            len: 11,
+        };
+        assert!((as_floats.percentile(1.0) - 0.01).abs() < 1e-6);
+        assert!((as_floats.percentile(99.8) - 0.998).abs() < 1e-6);
+        // The same order statistics as 8-bit levels 0, 25, ..., 250, read
+        // from a histogram (every other byte a second channel, skipped).
+        let bytes: Vec<u8> = (0..=10u8).flat_map(|v| [v * 25, 7]).collect();
+        let as_bytes = Samples {
+            stored: Stored::U8(&bytes),
+            stride: 2,
+            offset: 0,
+            len: 11,
+        };
+        let unit = 25.0 / 255.0;
+        assert!((as_bytes.percentile(1.0) - 0.1 * unit).abs() < 1e-6);
+        assert!((as_bytes.percentile(99.8) - 9.98 * unit).abs() < 1e-5);
+        let map = Normalize::Percentile {
             low: 1.0,
             high: 99.8,
         }
-        .apply(&mut scaled);
-        assert!((scaled[0] + 0.1 / 9.88).abs() < 1e-5, "{scaled:?}");
-        assert!((scaled[10] - 9.9 / 9.88).abs() < 1e-5, "{scaled:?}");
+        .fit(&as_floats);
+        assert!((map.apply(0.0) + 0.01 / 0.988).abs() < 1e-5, "{map:?}");
         assert!(
             Normalize::Percentile {
                 low: 5.0,

@@ -2,23 +2,26 @@
 
 mod tiles;
 
-pub use tiles::{Blend, Dihedral, Layout, Tiler, Window, same_origins, window_weights};
+pub use tiles::{
+    Blend, Dihedral, Layout, Planar, TileSource, Tiler, Window, same_origins, window_weights,
+};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use image::DynamicImage;
 use image::imageops::{self, FilterType};
 use imaging::WatershedConfig;
 use unet::{UNet, UNetPadding, nearest_valid_input_sizes, summary};
 
-use crate::data::{DataError, IMAGE_EXTENSIONS, decode, files_by_stem, read_image, resize_nearest};
+use crate::data::{
+    DataError, IMAGE_EXTENSIONS, SourceImage, decode, files_by_stem, open_image, resize_nearest,
+};
 use crate::error::CliError;
 use crate::instances::instances_of;
 use crate::model_dir::{CONFIG_FILE, TrainedModel};
-use crate::render::{
-    instance_overlay, labels_image, mask_image, overlay, probability_image, write_png,
-};
+use crate::render::{RowFormat, display_row, instance_row, mask_value, tint, write_png_rows};
 
 /// The most memory one forward pass of an automatic layout may take:
 /// larger images are cut into tiles that fit.
@@ -133,16 +136,16 @@ fn auto_tile_side(unet: &UNet, side: usize) -> usize {
     }
 }
 
-/// The prediction of an image `[channels, height, width]` (values already
-/// normalised as the model takes them).
+/// The prediction of an image (values already normalised as the model
+/// takes them), tile by tile where `options` says.
 pub fn segment_with(
     unet: &UNet,
-    image: &[f32],
-    [channels, height, width]: [usize; 3],
+    source: &dyn TileSource,
     options: &PredictOptions,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Segmentation, CliError> {
+    let [height, width] = source.size();
     let (layout, window) = layout(unet, [height, width], options.tiling)?;
     let classes = unet.config().num_classes;
     let mut mask = vec![0u8; height * width];
@@ -170,7 +173,7 @@ pub fn segment_with(
         tta: options.tta,
         device,
     };
-    tiler.logits(image, channels, &mut sink, progress)?;
+    tiler.logits(source, &mut sink, progress)?;
     Ok(Segmentation {
         classes: mask,
         probabilities,
@@ -188,14 +191,19 @@ pub fn segment_with(
 pub fn segment(
     unet: &UNet,
     image: &[f32],
-    shape: [usize; 3],
+    [channels, height, width]: [usize; 3],
     device: &Device,
 ) -> Result<Vec<u8>, CliError> {
     let options = PredictOptions {
         tiling: Tiling::Whole,
         ..PredictOptions::default()
     };
-    Ok(segment_with(unet, image, shape, &options, device, &mut |_, _| {})?.classes)
+    let source = Planar {
+        values: image,
+        channels,
+        size: [height, width],
+    };
+    Ok(segment_with(unet, &source, &options, device, &mut |_, _| {})?.classes)
 }
 
 /// Softmax of logits.
@@ -233,20 +241,25 @@ pub fn segment_file(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Segmentation, CliError> {
+    Ok(segment_image(model, path, options, device, progress)?.0)
+}
+
+/// [`segment_file`], also handing back the image as read (at the size the
+/// network saw it).
+fn segment_image(
+    model: &TrainedModel,
+    path: &Path,
+    options: &PredictOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Segmentation, SourceImage), CliError> {
     let channels = model.config.model.in_channels;
     let preprocess = model.config.preprocess;
-    let (values, [width, height]) =
-        read_image(path, channels, preprocess.resize, preprocess.normalize)?;
+    let (source, [width, height]) =
+        open_image(path, channels, preprocess.resize, preprocess.normalize)?;
     let [width, height] = [width as usize, height as usize];
-    let side = preprocess.resize.map_or([height, width], |s| [s, s]);
-    let mut result = segment_with(
-        &model.unet,
-        &values,
-        [channels, side[0], side[1]],
-        options,
-        device,
-        progress,
-    )?;
+    let mut result = segment_with(&model.unet, &source, options, device, progress)?;
+    let side = result.size;
     if side != [height, width] {
         result.classes = resize_nearest(&result.classes, side, [height, width]);
         result.probabilities = result.probabilities.map(|planes| {
@@ -263,7 +276,7 @@ pub fn segment_file(
         });
         result.size = [height, width];
     }
-    Ok(result)
+    Ok((result, source))
 }
 
 /// The images to predict: `input` itself, or the `.png`/`.jpg` files in it,
@@ -350,7 +363,7 @@ fn output_path(dir: &Path, input: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Segments one image file and writes its mask, overlay and (if asked)
-/// probabilities into `output`.
+/// probabilities and objects into `output`, each written row by row.
 pub fn predict_file(
     model: &TrainedModel,
     path: &Path,
@@ -360,37 +373,36 @@ pub fn predict_file(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Prediction, CliError> {
     let classes = model.config.model.num_classes;
-    let result = segment_file(model, path, options, device, progress)?;
-    let [h, w] = result.size;
+    let (result, source) = segment_image(model, path, options, device, progress)?;
+    let size = result.size;
+    // The picture overlays are drawn on: the image as read, unless the
+    // network saw it resized.
+    let resized;
+    let picture = if source.size() == size {
+        source.image()
+    } else {
+        resized = decode(path)?;
+        &resized
+    };
     let mask_path = output_path(output, path, "_mask.png");
     let overlay_path = output_path(output, path, "_overlay.png");
-    write_png(&mask_path, mask_image(&result.classes, h, w, classes))?;
-    let picture = decode(path)?.to_rgb8();
-    write_png(&overlay_path, overlay(&picture, &result.classes))?;
+    write_mask(&mask_path, &result.classes, size, classes)?;
+    write_overlay(&overlay_path, picture, &result.classes, size)?;
     let instances = match &options.instances {
         Some(config) => Some(write_instances(
             output,
             path,
             &result.classes,
-            [h, w],
+            size,
             config,
-            &picture,
+            picture,
         )?),
         None => None,
     };
-    let mut probabilities = Vec::new();
-    if let Some(planes) = &result.probabilities {
-        let wanted: Vec<(usize, String)> = if classes == 2 {
-            vec![(1, "_prob.png".into())]
-        } else {
-            (0..classes).map(|c| (c, format!("_prob{c}.png"))).collect()
-        };
-        for (class, suffix) in wanted {
-            let file = output_path(output, path, &suffix);
-            write_png(&file, probability_image(&planes[class], h, w))?;
-            probabilities.push(file);
-        }
-    }
+    let probabilities = match &result.probabilities {
+        Some(planes) => write_probabilities(output, path, planes, size)?,
+        None => Vec::new(),
+    };
     let mut counts = vec![0usize; classes];
     for &class in &result.classes {
         counts[class as usize] += 1;
@@ -407,6 +419,67 @@ pub fn predict_file(
     })
 }
 
+/// The mask PNG: 0/255 with two classes, class indices with more.
+fn write_mask(
+    path: &Path,
+    classes_of: &[u8],
+    [h, w]: [usize; 2],
+    classes: usize,
+) -> Result<(), CliError> {
+    write_png_rows(path, [w, h], RowFormat::Gray8, |y, row| {
+        row.extend(
+            classes_of[y * w..][..w]
+                .iter()
+                .map(|&c| mask_value(c, classes)),
+        )
+    })
+}
+
+/// The classes tinted over the picture, row by row.
+fn write_overlay(
+    path: &Path,
+    picture: &DynamicImage,
+    classes_of: &[u8],
+    [h, w]: [usize; 2],
+) -> Result<(), CliError> {
+    write_png_rows(path, [w, h], RowFormat::Rgb8, |y, row| {
+        display_row(picture, y, row);
+        for (pixel, &class) in row.chunks_exact_mut(3).zip(&classes_of[y * w..][..w]) {
+            let tinted = tint([pixel[0], pixel[1], pixel[2]], class);
+            pixel.copy_from_slice(&tinted);
+        }
+    })
+}
+
+/// `<stem>_prob.png` (two classes: the foreground) or `<stem>_prob<k>.png`, 16-bit.
+fn write_probabilities(
+    output: &Path,
+    path: &Path,
+    planes: &[Vec<u16>],
+    [h, w]: [usize; 2],
+) -> Result<Vec<PathBuf>, CliError> {
+    let wanted: Vec<(usize, String)> = if planes.len() == 2 {
+        vec![(1, "_prob.png".into())]
+    } else {
+        (0..planes.len())
+            .map(|c| (c, format!("_prob{c}.png")))
+            .collect()
+    };
+    let mut files = Vec::new();
+    for (class, suffix) in wanted {
+        let file = output_path(output, path, &suffix);
+        write_png_rows(&file, [w, h], RowFormat::Gray16, |y, row| {
+            row.extend(
+                planes[class][y * w..][..w]
+                    .iter()
+                    .flat_map(|v| v.to_be_bytes()),
+            )
+        })?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
 /// The objects of a predicted mask: `<stem>_labels.png` and `<stem>_instances.png`.
 fn write_instances(
     output: &Path,
@@ -414,20 +487,29 @@ fn write_instances(
     mask: &[u8],
     [h, w]: [usize; 2],
     config: &WatershedConfig,
-    picture: &image::RgbImage,
+    picture: &DynamicImage,
 ) -> Result<(PathBuf, PathBuf, usize), CliError> {
     let labels = instances_of(mask, [h, w], config)?;
     let count = labels.iter().copied().max().unwrap_or(0) as usize;
     let labels_path = output_path(output, path, "_labels.png");
-    let ids = labels_image(&labels, h, w).ok_or_else(|| {
-        CliError::io(
+    if count > usize::from(u16::MAX) {
+        return Err(CliError::io(
             &labels_path,
             format!("{count} objects: more than a 16-bit image can number"),
+        ));
+    }
+    write_png_rows(&labels_path, [w, h], RowFormat::Gray16, |y, row| {
+        row.extend(
+            labels[y * w..][..w]
+                .iter()
+                .flat_map(|&id| (id as u16).to_be_bytes()),
         )
     })?;
-    write_png(&labels_path, ids)?;
     let outlines = output_path(output, path, "_instances.png");
-    write_png(&outlines, instance_overlay(picture, &labels))?;
+    write_png_rows(&outlines, [w, h], RowFormat::Rgb8, |y, row| {
+        display_row(picture, y, row);
+        instance_row(&labels, [h, w], y, row);
+    })?;
     Ok((labels_path, outlines, count))
 }
 

@@ -18,6 +18,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use unet::{UNet, UNetPadding, valid_output_size};
 
+use crate::data::SourceImage;
 use crate::error::CliError;
 
 /// How the logits of overlapping tiles are weighted.
@@ -251,9 +252,60 @@ fn mirror(index: isize, size: usize, edge: bool) -> usize {
     (if i < n { i } else { period - i }) as usize
 }
 
+/// Where tiles come from: an image's normalised values, row by row.
+pub trait TileSource {
+    /// `[height, width]`.
+    fn size(&self) -> [usize; 2];
+    /// Channels.
+    fn channels(&self) -> usize;
+    /// Appends to `out` the values of channel `c`, row `y`, at columns `cols`.
+    fn row(&self, c: usize, y: usize, cols: &[usize], out: &mut Vec<f32>);
+}
+
+/// An image already in memory as planar `[channels, height, width]` values.
+#[derive(Debug, Clone, Copy)]
+pub struct Planar<'a> {
+    /// The values.
+    pub values: &'a [f32],
+    /// Channels.
+    pub channels: usize,
+    /// `[height, width]`.
+    pub size: [usize; 2],
+}
+
+impl TileSource for Planar<'_> {
+    fn size(&self) -> [usize; 2] {
+        self.size
+    }
+
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn row(&self, c: usize, y: usize, cols: &[usize], out: &mut Vec<f32>) {
+        let [h, w] = self.size;
+        let row = &self.values[(c * h + y) * w..][..w];
+        out.extend(cols.iter().map(|&x| row[x]));
+    }
+}
+
+impl TileSource for SourceImage {
+    fn size(&self) -> [usize; 2] {
+        SourceImage::size(self)
+    }
+
+    fn channels(&self) -> usize {
+        SourceImage::channels(self)
+    }
+
+    fn row(&self, c: usize, y: usize, cols: &[usize], out: &mut Vec<f32>) {
+        SourceImage::row(self, c, y, cols, out)
+    }
+}
+
 /// The input tile whose output starts at `[y, x]`: `[channels, th, tw]`
-/// values of `image` (`[channels, h, w]`), mirrored where it leaves the image.
-pub fn cut_tile(image: &[f32], channels: usize, layout: &Layout, [y, x]: [usize; 2]) -> Vec<f32> {
+/// values of `source`, mirrored where it leaves the image.
+pub fn cut_tile(source: &dyn TileSource, layout: &Layout, [y, x]: [usize; 2]) -> Vec<f32> {
     let [h, w] = layout.image;
     let [th, tw] = layout.input;
     let top = y as isize - layout.margin[0] as isize;
@@ -261,12 +313,15 @@ pub fn cut_tile(image: &[f32], channels: usize, layout: &Layout, [y, x]: [usize;
     let cols: Vec<usize> = (0..tw)
         .map(|j| mirror(left + j as isize, w, layout.edge))
         .collect();
-    let mut tile = Vec::with_capacity(channels * th * tw);
-    for c in 0..channels {
-        let plane = &image[c * h * w..][..h * w];
+    let mut tile = Vec::with_capacity(source.channels() * th * tw);
+    for c in 0..source.channels() {
         for i in 0..th {
-            let row = &plane[mirror(top + i as isize, h, layout.edge) * w..][..w];
-            tile.extend(cols.iter().map(|&j| row[j]));
+            source.row(
+                c,
+                mirror(top + i as isize, h, layout.edge),
+                &cols,
+                &mut tile,
+            );
         }
     }
     tile
@@ -287,17 +342,17 @@ pub struct Tiler<'a> {
 }
 
 impl Tiler<'_> {
-    /// The logits of every pixel of `image` (`[channels, h, w]`), computed
-    /// tile by tile and blended, handed to `sink` a band of rows at a time:
+    /// The logits of every pixel of `source`, computed tile by tile and
+    /// blended, handed to `sink` a band of rows at a time:
     /// `sink(first_row, logits)` with logits `[classes, rows, w]`.
     /// `progress(done, total)` after each batch of tiles.
     pub fn logits(
         &self,
-        image: &[f32],
-        channels: usize,
+        source: &dyn TileSource,
         sink: &mut dyn FnMut(usize, &[f32]),
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(), CliError> {
+        let channels = source.channels();
         let layout = &self.layout;
         let classes = self.unet.config().num_classes;
         let [h, w] = layout.image;
@@ -314,7 +369,7 @@ impl Tiler<'_> {
             for batch in layout.cols.chunks(self.window.batch.max(1)) {
                 let tiles: Vec<Vec<f32>> = batch
                     .iter()
-                    .map(|&x| cut_tile(image, channels, layout, [y, x]))
+                    .map(|&x| cut_tile(source, layout, [y, x]))
                     .collect();
                 let logits = self.forward(&tiles, channels)?;
                 let per_tile = classes * oh * ow;
