@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn]
-//! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--backend ..] [--steps 10] [--warmup 3]
+//! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--size 128] [--batch 4] [--backend ..] [--steps 10] [--warmup 3]
 //! cargo bench --profile dev --bench bench -- predict [--size 4096] [--backend ..]
 //! ```
 //!
@@ -229,8 +229,10 @@ struct Options {
     /// `Some(true)`: only this project's layers; `Some(false)`: only Burn's (for profiling one).
     ours_only: Option<bool>,
     mode: String,
-    /// `predict`: the side of the square image.
-    size: usize,
+    /// The side of the square image (`unet`: 128, `predict`: 4096).
+    size: Option<usize>,
+    /// `unet`: images per step.
+    batch: usize,
 }
 
 fn bench_conv(options: &Options) {
@@ -292,8 +294,9 @@ fn peak_rss() -> Option<u64> {
 }
 
 fn bench_unet(options: &Options) {
-    // The network of torch_unet_bench.py: base 16, depth 4, batch 4, 1x128x128, 2 classes.
-    let (batch, size, classes) = (4, 128, 2);
+    // The network of torch_unet_bench.py: base 16, depth 4, 2 classes; by
+    // default batch 4 of 1x128x128, as its defaults.
+    let (batch, size, classes) = (options.batch, options.size.unwrap_or(128), 2);
     let config = UNetConfig::new(1, classes)
         .with_base_width(16)
         .with_depth(4);
@@ -339,10 +342,14 @@ fn bench_unet(options: &Options) {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let params = model.num_params();
+    // Forward FLOPs from the layer table; a training step counts three
+    // forward passes (forward, and the two gradients of every product).
+    let forward = unet::summary(&model, [1, 1, size, size]).map_or(0, |s| s.total_flops());
+    let step_flops = batch as f64 * forward as f64 * if train { 3.0 } else { 1.0 };
     println!(
         "{{\"mode\": \"{}\", \"backend\": \"{}\", \"images_per_s\": {:.3}, \"ms_per_step_median\": {:.2}, \
          \"ms_per_step_min\": {:.2}, \"ms_per_step_max\": {:.2}, \"params\": {params}, \"batch\": {batch}, \
-         \"size\": {size}, \"base\": 16, \"peak_rss_bytes\": {}, \"steps\": {}}}",
+         \"size\": {size}, \"base\": 16, \"peak_rss_bytes\": {}, \"steps\": {}, \"gflops\": {:.1}}}",
         options.mode,
         options.backend,
         batch as f64 / median,
@@ -351,6 +358,7 @@ fn bench_unet(options: &Options) {
         times[times.len() - 1] * 1e3,
         peak_rss().map_or("null".to_string(), |b| b.to_string()),
         options.reps,
+        step_flops / median / 1e9,
     );
 }
 
@@ -365,7 +373,8 @@ fn predict_dir(size: usize) -> std::path::PathBuf {
 /// the weights) and a `size x size` image made of the nuclei tiles, then
 /// predicts it in a fresh process, so that the peak memory is prediction's.
 fn bench_predict(options: &Options) {
-    let dir = predict_dir(options.size);
+    let side = options.size.unwrap_or(4096);
+    let dir = predict_dir(side);
     std::fs::create_dir_all(&dir).unwrap_or_else(|err| fail(&err.to_string()));
     let model = dir.join("model");
     if !model.join("config.json").is_file() {
@@ -382,7 +391,7 @@ fn bench_predict(options: &Options) {
     }
     let image = dir.join("image.png");
     if !image.is_file() {
-        mosaic(options.size)
+        mosaic(side)
             .save(&image)
             .unwrap_or_else(|err| fail(&err.to_string()));
     }
@@ -392,7 +401,7 @@ fn bench_predict(options: &Options) {
     .args([
         "predict-run",
         "--size",
-        &options.size.to_string(),
+        &side.to_string(),
         "--backend",
         options.backend.name(),
     ])
@@ -429,7 +438,8 @@ fn mosaic(side: usize) -> image::GrayImage {
 /// The second process of `predict`: loads, predicts (automatic tiling),
 /// writes the mask and overlay, reports time and peak memory.
 fn predict_run(options: &Options) {
-    let dir = predict_dir(options.size);
+    let side = options.size.unwrap_or(4096);
+    let dir = predict_dir(side);
     let device = options.backend.device();
     let model = unet_train::model_dir::load(&dir.join("model"), &device)
         .unwrap_or_else(|err| fail(&err.to_string()));
@@ -442,12 +452,12 @@ fn predict_run(options: &Options) {
         unet_train::predict::predict_file(&model, &image, &out, &opts, &device, &mut |_, _| {})
             .unwrap_or_else(|err| fail(&err.to_string()));
     let seconds = start.elapsed().as_secs_f64();
-    let megapixels = (options.size * options.size) as f64 / 1e6;
+    let megapixels = (side * side) as f64 / 1e6;
     println!(
         "{{\"mode\": \"predict\", \"backend\": \"{}\", \"size\": {}, \"tiles\": {}, \"tile\": {:?}, \
          \"seconds\": {seconds:.2}, \"seconds_per_megapixel\": {:.3}, \"peak_rss_bytes\": {}}}",
         options.backend,
-        options.size,
+        side,
         prediction.layout.tiles(),
         prediction.layout.input,
         seconds / megapixels,
@@ -465,7 +475,8 @@ fn main() {
         only: None,
         ours_only: None,
         mode: "train".into(),
-        size: 4096,
+        size: None,
+        batch: 4,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -487,7 +498,8 @@ fn main() {
                 options.ours_only = Some(value == "ours")
             }
             "--mode" if value == "train" || value == "infer" => options.mode = value,
-            "--size" => options.size = count(),
+            "--size" => options.size = Some(count()),
+            "--batch" => options.batch = count(),
             _ => fail(&format!("unknown option {flag} {value}")),
         }
     }

@@ -197,19 +197,17 @@ struct TileProgress {
 }
 
 impl TileProgress {
+    /// Called with `done = 0` when an image's tiles start, then after each batch.
     fn update(&mut self, input: &Path, done: usize, total: usize) {
         let now = Instant::now();
-        let started = *self.started.get_or_insert(now);
-        if done == total {
-            (self.started, self.last) = (None, None);
+        if done == 0 || done == total {
+            (self.started, self.last) = (Some(now), Some(now));
             return;
         }
-        if self
-            .last
-            .is_some_and(|last| now - last < Duration::from_secs(5))
-            || done == 0
-        {
-            self.last.get_or_insert(now);
+        let (Some(started), Some(last)) = (self.started, self.last) else {
+            return;
+        };
+        if now - last < Duration::from_secs(5) {
             return;
         }
         self.last = Some(now);

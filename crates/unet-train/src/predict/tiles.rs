@@ -365,6 +365,7 @@ impl Tiler<'_> {
         let weights = window_weights(blend, layout.output);
         let mut band = Band::new(classes, oh, w);
         let mut done = 0;
+        progress(0, layout.tiles());
         for (r, &y) in layout.rows.iter().enumerate() {
             for batch in layout.cols.chunks(self.window.batch.max(1)) {
                 let tiles: Vec<Vec<f32>> = batch
