@@ -527,3 +527,105 @@ fn instances_are_trained_on_predicted_and_scored() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `--probabilities` writes the foreground probability as 16-bit PNG, and
+/// the mask is where it reaches one half (or `--threshold`); test-time
+/// augmentation and tiles give masks of the image's size.
+#[test]
+fn probabilities_thresholds_tiles_and_tta() {
+    let model = tiny_model();
+    let root = scratch("probabilities");
+    let data = root.join("data");
+    write_dataset(&data, 1, 40);
+    let image = data.join("images/s0.png");
+    let read16 = |path: &Path| image::open(path).unwrap().to_luma16().into_raw();
+    let read8 = |path: &Path| image::open(path).unwrap().to_luma8().into_raw();
+    for (threshold, name) in [(None, "half"), (Some("0.9"), "high")] {
+        let out = root.join(name);
+        let mut args = vec![
+            "predict",
+            "--model",
+            path(model),
+            "--input",
+            path(&image),
+            "--output",
+            path(&out),
+            "--probabilities",
+        ];
+        if let Some(t) = threshold {
+            args.extend(["--threshold", t]);
+        }
+        succeeds(&args);
+        let probs = read16(&out.join("s0_prob.png"));
+        let mask = read8(&out.join("s0_mask.png"));
+        let cut = threshold.map_or(0.5, |t| t.parse::<f64>().unwrap()) * 65535.0;
+        for (p, m) in probs.iter().zip(&mask) {
+            // Probabilities within a rounding step of the cut may go either way.
+            if (f64::from(*p) - cut).abs() > 1.0 {
+                assert_eq!(*m == 255, f64::from(*p) >= cut, "probability {p}, mask {m}");
+            }
+        }
+    }
+    let out = root.join("tiled");
+    let stdout = succeeds(&[
+        "predict",
+        "--model",
+        path(model),
+        "--input",
+        path(&image),
+        "--output",
+        path(&out),
+        "--tile",
+        "16",
+        "--overlap",
+        "0.5",
+        "--tta",
+        "--tile-batch",
+        "3",
+    ]);
+    assert!(stdout.contains("tiles of 16x16"), "{stdout}");
+    assert_eq!(read8(&out.join("s0_mask.png")).len(), 40 * 40);
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(model),
+            "--input",
+            path(&image),
+            "--output",
+            path(&out),
+            "--threshold",
+            "1.5",
+        ],
+        &["--threshold 1.5", "in [0, 1]"],
+    );
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(model),
+            "--input",
+            path(&image),
+            "--output",
+            path(&out),
+            "--overlap",
+            "1",
+        ],
+        &["--overlap 1", "in [0, 1)"],
+    );
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(model),
+            "--input",
+            path(&image),
+            "--output",
+            path(&out),
+            "--tile",
+            "2",
+        ],
+        &["--tile 2", "at least 4"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

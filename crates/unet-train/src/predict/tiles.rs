@@ -82,22 +82,32 @@ impl Layout {
         let align = 1usize << config.depth;
         match config.padding {
             UNetPadding::Same => {
-                let tile: [usize; 2] = std::array::from_fn(|a| window.tile[a].min(image[a]).max(1));
-                let (rows, cols) = (
-                    same_origins(image[0], tile[0], window.overlap, align),
-                    same_origins(image[1], tile[1], window.overlap, align),
-                );
-                Ok(Self {
-                    input: tile,
-                    output: tile,
-                    margin: [0, 0],
-                    rows,
-                    cols,
-                    image,
-                    edge: false,
-                })
+                if let Some(&small) = window.tile.iter().find(|&&t| t < align) {
+                    return Err(CliError::option(
+                        "--tile",
+                        small,
+                        &format!(
+                            "at least {align} (2^depth: the network pools down to one pixel per {align})"
+                        ),
+                    ));
+                }
+                Ok(Self::same(image, window.tile, window.overlap, align))
             }
             UNetPadding::Valid => Self::valid(unet, image, window.tile, align),
+        }
+    }
+
+    /// Overlapping tiles of a `Same` network (one tile per axis no longer than the image).
+    fn same(image: [usize; 2], tile: [usize; 2], overlap: f64, align: usize) -> Self {
+        let tile: [usize; 2] = std::array::from_fn(|a| tile[a].min(image[a]).max(1));
+        Self {
+            input: tile,
+            output: tile,
+            margin: [0, 0],
+            rows: same_origins(image[0], tile[0], overlap, align),
+            cols: same_origins(image[1], tile[1], overlap, align),
+            image,
+            edge: false,
         }
     }
 
@@ -105,16 +115,7 @@ impl Layout {
     /// covers the image).
     pub fn whole(unet: &UNet, image: [usize; 2]) -> Result<Self, CliError> {
         match unet.config().padding {
-            UNetPadding::Same => Self::new(
-                unet,
-                image,
-                &Window {
-                    tile: image,
-                    overlap: 0.0,
-                    blend: Blend::Constant,
-                    batch: 1,
-                },
-            ),
+            UNetPadding::Same => Ok(Self::same(image, image, 0.0, 1)),
             UNetPadding::Valid => {
                 let [h, w] = image.map(|size| smallest_valid_input_covering(unet, size));
                 Self::valid(unet, image, [h?, w?], usize::MAX)

@@ -379,4 +379,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_huge_epoch_is_planned_as_it_is_served() {
+        // A billion samples per epoch: the plan holds one pass of the ten
+        // indices, not a billion entries (which would need 16 GB).
+        let huge = loader(
+            Order::Shuffled {
+                seed: 2,
+                augmentation: Augmentation::default(),
+                epoch_samples: Some(1_000_000_000),
+            },
+            1,
+        );
+        assert_eq!(huge.num_items(), 1_000_000_000);
+        let mut plan = huge.plan(1);
+        let first: Vec<usize> = plan.by_ref().take(25).map(|(i, _)| i).collect();
+        assert_eq!(first.len(), 25);
+        assert!(plan.pass.capacity() <= 10, "one pass at a time");
+        assert_eq!(plan.len, 1_000_000_000);
+    }
 }
