@@ -498,7 +498,7 @@ pub struct PredictArgs {
     /// A model directory (from `unet train` or `unet import`).
     #[arg(long)]
     pub model: PathBuf,
-    /// An image, or a folder of .png/.jpg images.
+    /// An image, or a folder of .png/.jpg/.tif images.
     #[arg(long)]
     pub input: PathBuf,
     /// Where `<stem>_mask.png` and `<stem>_overlay.png` go (not the input folder).

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use unet::UNetConfig;
 use unet_train::config::{DataSource, Preprocess, RunConfig, SYNTHETIC_SIZE, TrainingConfig};
 use unet_train::data::FolderDataset;
@@ -21,10 +22,17 @@ use args::{BackendArgs, Cli, Command, EvalArgs, ImportArgs, PredictArgs, TrainAr
 
 fn main() -> ExitCode {
     // Burn's own panics would print a backtrace hint; keep failures to one line.
+    // Panics caught where burn-train or CubeCL is called become errors
+    // (`unet_train::guard`); print only those that are not.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("unet: internal error: {info}");
+        if !unet_train::guard::record(info) {
+            eprintln!("unet: internal error: {info}");
+        }
     }));
-    let cli = Cli::parse();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -32,6 +40,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, or the exit code after clap has answered: help and
+/// version as clap prints them; a refused argument as one line (clap's
+/// message and its tips, without the usage) with exit code 1, like every
+/// other error.
+fn parse_args() -> Result<Cli, ExitCode> {
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    if !err.use_stderr() || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Help or version asked for (or `unet` alone): clap's own text.
+        let _ = err.print();
+        return Err(ExitCode::from(err.exit_code() as u8));
+    }
+    let rendered = err.render().to_string();
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    eprintln!("unet: {}", parts.join("; "));
+    Err(ExitCode::FAILURE)
 }
 
 /// A message on one line: the lines of a multi-line one (burn-train's

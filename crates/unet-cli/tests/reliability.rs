@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use common::{
-    GOLDEN_UNET, TINY, UNET, fails_with, import, path, scratch, succeeds, tiny_model, unet,
+    GOLDEN_UNET, TINY, UNET, fails_with, golden, import, path, scratch, succeeds, tiny_model, unet,
     write_dataset,
 };
 use image::{GrayImage, ImageBuffer, Luma};
@@ -48,7 +48,7 @@ fn one_class_is_refused_before_anything_runs() {
 
 /// The reference weights with every f32 tensor stored as `dtype`.
 fn convert(dtype: Dtype, to: &Path) {
-    let bytes = std::fs::read(format!("{GOLDEN_UNET}/unet_reference.safetensors")).unwrap();
+    let bytes = golden("unet_reference.safetensors");
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
@@ -266,6 +266,59 @@ fn huge_sizes_are_refused_with_the_limit_or_the_estimate() {
         ],
         &["a training step", "needs about", "available"],
     );
+    // Synthetic images whose one sample would take tens of GiB: refused by
+    // the estimate before the first sample is made (an allocation of that
+    // size would abort the program or get it killed).
+    let root = scratch("huge-sample");
+    let out = root.join("out");
+    fails_with(
+        &["train", "--image-size", "60000", "--out", path(&out)],
+        &["a training step", "60000x60000", "needs about"],
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn refused_arguments_are_one_line_with_clap_s_reason() {
+    fails_with(
+        &["train", "--epochz", "3"],
+        &["unexpected argument '--epochz'", "tip:"],
+    );
+    fails_with(
+        &["train", "--backend", "cuda"],
+        &["invalid value 'cuda'", "--backend"],
+    );
+    fails_with(
+        &[
+            "predict", "--model", "m", "--input", "i", "--output", "o", "--tile", "abc",
+        ],
+        &["invalid value 'abc'", "--tile"],
+    );
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            "m",
+            "--input",
+            "i",
+            "--output",
+            "o",
+            "--tile-batch",
+            "0",
+        ],
+        &["--tile-batch 0", "at least 1"],
+    );
+    fails_with(&["import"], &["required arguments were not provided"]);
+    // Weights for a loss that has none to apply them to.
+    fails_with(
+        &["train", "--loss", "tversky", "--class-weights", "1,3"],
+        &["--loss tversky", "--class-weights"],
+    );
+    // Help is not an error.
+    let help = unet(&["train", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--epochs"));
 }
 
 #[test]
@@ -374,8 +427,18 @@ fn a_missing_gpu_is_one_line() {
         &["--backend wgpu --device 99", "no usable GPU adapter"],
     );
     // No Vulkan driver at all.
+    let root = scratch("no-vulkan");
+    let run = root.join("out");
     let out = std::process::Command::new(UNET)
-        .args(["train", "--backend", "wgpu", "--epochs", "1"])
+        .args([
+            "train",
+            "--backend",
+            "wgpu",
+            "--epochs",
+            "1",
+            "--out",
+            path(&run),
+        ])
         .args(TINY)
         .env("VK_ICD_FILENAMES", "/nonexistent.json")
         .env("VK_DRIVER_FILES", "/nonexistent.json")
@@ -386,6 +449,9 @@ fn a_missing_gpu_is_one_line() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("no usable GPU adapter"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!run.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]

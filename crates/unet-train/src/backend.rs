@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use std::panic::AssertUnwindSafe;
-
 use burn::tensor::{Device, DeviceKind, Tensor};
 
 use crate::error::CliError;
@@ -88,30 +86,23 @@ impl fmt::Display for BackendKind {
 
 /// Computes a small sum on `device` (an element-wise and a reduction
 /// kernel) and reads it back. CubeCL panics where no adapter matches; that
-/// panic is caught here (and not printed), and its message returned. An
+/// panic is caught here ([`crate::guard`]), and its message returned. An
 /// adapter that answers but cannot run the kernels (OpenGL through a
 /// software driver) fails here too, rather than in the middle of a run.
 fn probe(device: &Device) -> Result<(), String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    let sum = crate::guard::catch(|| {
         (Tensor::<1>::ones([256], device) * 2.0)
             .sum()
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|err| format!("{err:?}"))
-    }));
-    std::panic::set_hook(hook);
-    let sum = result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the device did not start".into())
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
+    })
+    .map_err(|reason| {
+        if reason.is_empty() {
+            "the device did not start".to_string()
+        } else {
+            reason
+        }
     })??;
     if sum != [512.0] {
         return Err(format!("a test sum came back as {sum:?}, not [512.0]"));

@@ -231,6 +231,24 @@ impl TrainingConfig {
                 "a grid of 1 to 64 points and a sigma at least 0",
             ));
         }
+        if let Loss::Tversky { .. } = self.loss
+            && (self.class_weights.is_some() || self.border_weight.is_some())
+        {
+            // The Tversky index is a ratio of sums over the image: it has no
+            // per-pixel or per-class weights to apply them to.
+            let option = if self.class_weights.is_some() {
+                "--class-weights"
+            } else {
+                "--border-weight"
+            };
+            return Err(CliError::option(
+                "--loss",
+                "tversky",
+                &format!(
+                    "a cross-entropy loss (ce, ce+dice or focal) with {option}, which tversky has no weights for"
+                ),
+            ));
+        }
         match self.loss {
             Loss::Focal { gamma } if !(gamma.is_finite() && gamma >= 0.0) => {
                 Err(CliError::option("--focal-gamma", gamma, "at least 0"))

@@ -27,6 +27,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod guard;
 pub mod history;
 pub mod import;
 pub mod instances;

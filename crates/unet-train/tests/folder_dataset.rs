@@ -160,7 +160,10 @@ fn broken_folders_are_clear_errors() {
     let dir = scratch("empty");
     assert_eq!(
         error(&dir),
-        format!("{}: no .png or .jpg images", dir.join("images").display())
+        format!(
+            "{}: no .png, .jpg or .tif images",
+            dir.join("images").display()
+        )
     );
 
     let dir = scratch("channels");

@@ -37,12 +37,14 @@ pub struct Summary {
 impl Summary {
     /// Total parameters.
     pub fn total_params(&self) -> usize {
-        self.layers.iter().map(|l| l.params).sum()
+        self.layers
+            .iter()
+            .fold(0, |n, l| n.saturating_add(l.params))
     }
 
     /// Total forward FLOPs.
     pub fn total_flops(&self) -> u64 {
-        self.layers.iter().map(|l| l.flops).sum()
+        self.layers.iter().fold(0, |n, l| n.saturating_add(l.flops))
     }
 
     /// The output shape of the whole network.
@@ -97,9 +99,13 @@ impl fmt::Display for Summary {
     }
 }
 
-/// FLOPs of a convolution producing `output`.
+/// FLOPs of a convolution producing `output` (saturating: the sizes a
+/// summary is asked about can be any a user types).
 fn conv_flops(geometry: &ConvGeometry, output: [usize; 4]) -> u64 {
-    2 * output.iter().map(|&d| d as u64).product::<u64>() * geometry.macs_per_output() as u64
+    output
+        .iter()
+        .fold(2u64, |n, &d| n.saturating_mul(d as u64))
+        .saturating_mul(geometry.macs_per_output() as u64)
 }
 
 fn dense(conv: &Conv2d, input: [usize; 4]) -> Result<([usize; 4], u64), UNetError> {
@@ -279,4 +285,23 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
         input,
         layers: rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UNetConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn counts_saturate_instead_of_overflowing() {
+        let model = UNetConfig::new(1, 2)
+            .with_base_width(16)
+            .with_depth(2)
+            .init(&Device::flex());
+        // A batch no machine holds: the shapes are fine, the FLOPs past u64.
+        let table = summary(&model, [1 << 40, 1, 64, 64]).unwrap();
+        assert_eq!(table.total_flops(), u64::MAX);
+        assert_eq!(table.output(), [1 << 40, 2, 64, 64]);
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::kernel::tests::{BASE, assert_close, reference, values, with_outputs};
+    use crate::cpu::kernel::tests::{BASE, check_kernels, with_outputs};
 
     #[test]
     fn forward_and_gradients_are_the_definitions() {
@@ -186,19 +186,7 @@ mod tests {
         ]);
         for shape in shapes {
             assert!(handles(&shape));
-            let x = values(
-                shape.batch * shape.in_channels * shape.input[0] * shape.input[1],
-                4,
-            );
-            let w = values(shape.weight_len(), 5);
-            let dy = values(
-                shape.batch * shape.out_channels * shape.output[0] * shape.output[1],
-                6,
-            );
-            let (y, dx, dw) = reference(&shape, &x, &w, &dy);
-            assert_close("forward", &shape, &forward(&shape, &x, &w), &y);
-            assert_close("input_grad", &shape, &input_grad(&shape, &dy, &w), &dx);
-            assert_close("weight_grad", &shape, &weight_grad(&shape, &x, &dy), &dw);
+            check_kernels(&shape, forward, input_grad, Some(weight_grad));
         }
     }
 }

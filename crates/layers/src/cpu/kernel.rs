@@ -35,11 +35,11 @@ pub(crate) struct ConvShape {
 }
 
 impl ConvShape {
-    fn group_in(&self) -> usize {
+    pub(super) fn group_in(&self) -> usize {
         self.in_channels / self.groups
     }
 
-    fn group_out(&self) -> usize {
+    pub(super) fn group_out(&self) -> usize {
         self.out_channels / self.groups
     }
 
@@ -48,15 +48,15 @@ impl ConvShape {
         self.group_in() * self.kernel[0] * self.kernel[1]
     }
 
-    fn input_len(&self) -> usize {
+    pub(super) fn input_len(&self) -> usize {
         self.in_channels * self.input[0] * self.input[1]
     }
 
-    fn output_len(&self) -> usize {
+    pub(super) fn output_len(&self) -> usize {
         self.out_channels * self.output[0] * self.output[1]
     }
 
-    fn pixels_out(&self) -> usize {
+    pub(super) fn pixels_out(&self) -> usize {
         self.output[0] * self.output[1]
     }
 
@@ -114,7 +114,7 @@ impl ConvShape {
 
     /// Whether `cols(x)` is `x` itself (a 1x1 kernel, stride 1, no
     /// padding): then the kernels skip im2col and col2im.
-    fn cols_are_input(&self) -> bool {
+    pub(super) fn cols_are_input(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
@@ -210,7 +210,7 @@ fn col2im_add(shape: &ConvShape, cols: &[f32], group: usize, dx: &mut [f32]) {
 /// `r * row_stride + c * col_stride`; the constructors check that every
 /// element lies inside the slice.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(super) struct Mat<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -218,18 +218,30 @@ struct Mat<'a> {
     col_stride: usize,
 }
 
+/// The offset of the last element of a `rows x cols` matrix with these
+/// strides, if it has one and the offset fits in `usize`.
+fn last_offset(
+    [rows, cols]: [usize; 2],
+    [row_stride, col_stride]: [usize; 2],
+) -> Option<Option<usize>> {
+    match (rows.checked_sub(1), cols.checked_sub(1)) {
+        (Some(r), Some(c)) => Some(
+            r.checked_mul(row_stride)
+                .and_then(|a| c.checked_mul(col_stride).and_then(|b| a.checked_add(b))),
+        ),
+        _ => None,
+    }
+}
+
 impl<'a> Mat<'a> {
-    fn new(
+    /// # Panics
+    /// If an element lies outside `data`.
+    pub(super) fn new(
         data: &'a [f32],
         [rows, cols]: [usize; 2],
         [row_stride, col_stride]: [usize; 2],
     ) -> Self {
-        // The offset of the last element, which must lie inside `data`.
-        let last = (rows.checked_sub(1), cols.checked_sub(1));
-        if let (Some(r), Some(c)) = last {
-            let end = r
-                .checked_mul(row_stride)
-                .and_then(|a| c.checked_mul(col_stride).and_then(|b| a.checked_add(b)));
+        if let Some(end) = last_offset([rows, cols], [row_stride, col_stride]) {
             assert!(
                 end.is_some_and(|end| end < data.len()),
                 "a {rows}x{cols} matrix with strides {row_stride}, {col_stride} overruns {} values",
@@ -246,42 +258,88 @@ impl<'a> Mat<'a> {
     }
 
     /// The row-major `rows x cols` matrix at the start of `data`.
-    fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self::new(data, [rows, cols], [cols, 1])
     }
 
     /// The transpose of the row-major `cols x rows` matrix at the start of
     /// `data`, read in place.
-    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(super) fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self::new(data, [rows, cols], [1, rows])
     }
 }
 
-/// `dst [m, n] (row-major) = accumulate * dst + lhs [m, k] x rhs [k, n]`.
+/// A matrix product's destination: `rows x cols` inside a slice, row `r`
+/// at `r * row_stride`, its elements contiguous. The constructor checks that
+/// every element lies inside the slice and that rows do not overlap, so
+/// every element is a distinct value.
+pub(super) struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// # Panics
+    /// If an element lies outside `data` or rows overlap (`row_stride < cols`
+    /// with more than one row).
+    pub(super) fn new(data: &'a mut [f32], [rows, cols]: [usize; 2], row_stride: usize) -> Self {
+        assert!(
+            rows <= 1 || row_stride >= cols,
+            "rows of {cols} values {row_stride} apart overlap"
+        );
+        if let Some(end) = last_offset([rows, cols], [row_stride, 1]) {
+            assert!(
+                end.is_some_and(|end| end < data.len()),
+                "a {rows}x{cols} destination with row stride {row_stride} overruns {} values",
+                data.len()
+            );
+        }
+        MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+        }
+    }
+
+    /// The row-major `rows x cols` matrix at the start of `data`.
+    pub(super) fn rows(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, [rows, cols], cols)
+    }
+}
+
+/// `dst [m, n] = accumulate * dst + lhs [m, k] x rhs [k, n]`.
 ///
 /// # Panics
-/// If the inner dimensions differ or `dst` holds fewer than `m * n` values.
-fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, parallelism: Parallelism) {
+/// If the dimensions of the three do not fit together.
+pub(super) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, accumulate: bool, parallelism: Parallelism) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "inner dimensions of a matrix product");
-    assert!(m.checked_mul(n).is_some_and(|len| dst.len() >= len));
+    assert_eq!(
+        [dst.rows, dst.cols],
+        [m, n],
+        "destination of a matrix product"
+    );
     if m == 0 || n == 0 {
         return;
     }
     // SAFETY: `gemm` reads `lhs` at `i * row_stride + l * col_stride` for
     // `i < m`, `l < k` and `rhs` likewise for `l < k`, `j < n`: inside their
-    // slices, as `Mat::new` checked. It writes `dst` at `i * n + j` for
-    // `i < m`, `j < n`: inside `dst`, checked above. The three do not
-    // overlap: `dst` is borrowed mutably, the others shared. Every stride
-    // fits in `isize` because it addresses inside a slice.
+    // slices, as `Mat::new` checked. It writes `dst` at `i * row_stride + j`
+    // for `i < m`, `j < n`: inside `dst` and each element once, as
+    // `MatMut::new` checked. The destination does not overlap the operands:
+    // it is borrowed mutably, they are shared. Every stride fits in `isize`
+    // because it addresses inside a slice.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.data.as_mut_ptr(),
             1,
-            n as isize,
+            dst.row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -300,7 +358,7 @@ fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, parallelism: Pa
 }
 
 /// How to share the threads: over images, or inside each matrix product.
-fn split(batch: usize) -> (bool, Parallelism) {
+pub(super) fn split(batch: usize) -> (bool, Parallelism) {
     let threads = rayon::current_num_threads();
     if threads > 1 && batch >= threads {
         (true, Parallelism::None)
@@ -322,7 +380,7 @@ fn split(batch: usize) -> (bool, Parallelism) {
 /// than borrowing it, keeps a nested call on the same thread (a rayon worker
 /// that steals another image while it waits) correct: it finds the cell empty
 /// and allocates its own.
-struct Scratch {
+pub(super) struct Scratch {
     buffer: Vec<f32>,
     len: usize,
 }
@@ -332,7 +390,7 @@ thread_local! {
 }
 
 impl Scratch {
-    fn take(len: usize) -> Self {
+    pub(super) fn take(len: usize) -> Self {
         let mut buffer = SCRATCH.take();
         if buffer.len() < len {
             // Only growth is zeroed; the kernels overwrite what they use.
@@ -369,7 +427,7 @@ impl Drop for Scratch {
 }
 
 /// Runs `per_image(image, output, scratch)` for every image, in parallel when [`split`] says so.
-fn for_each_image<T: Send>(
+pub(super) fn for_each_image<T: Send>(
     batch: usize,
     outputs: &mut [T],
     chunk: usize,
@@ -408,7 +466,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
             for g in 0..shape.groups {
                 let cols = group_cols(shape, x, g, cols);
                 matmul(
-                    &mut y[g * go * p..][..go * p],
+                    MatMut::rows(&mut y[g * go * p..], go, p),
                     Mat::rows(&weight[g * go * k..], go, k),
                     Mat::rows(cols, k, p),
                     false,
@@ -439,10 +497,10 @@ pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
                 let lhs = Mat::transposed(&weight[g * go * k..], k, go);
                 let rhs = Mat::rows(&dy[g * go * p..], go, p);
                 if shape.cols_are_input() {
-                    let dx = &mut dx[g * k * p..][..k * p];
+                    let dx = MatMut::rows(&mut dx[g * k * p..], k, p);
                     matmul(dx, lhs, rhs, false, parallelism);
                 } else {
-                    matmul(cols, lhs, rhs, false, parallelism);
+                    matmul(MatMut::rows(cols, k, p), lhs, rhs, false, parallelism);
                     col2im_add(shape, cols, g, dx);
                 }
             }
@@ -473,7 +531,7 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
         for g in 0..shape.groups {
             let cols = group_cols(shape, x, g, cols);
             matmul(
-                &mut dwt[g * k * go..][..k * go],
+                MatMut::rows(&mut dwt[g * k * go..], k, go),
                 Mat::rows(cols, k, p),
                 Mat::transposed(&dy[g * go * p..], p, go),
                 true,
@@ -566,6 +624,28 @@ pub(crate) mod tests {
             }
         }
         (y, dx, dw)
+    }
+
+    /// A kernel: `(shape, a, b) -> result`, as [`forward`], [`input_grad`], [`weight_grad`].
+    pub(crate) type Kernel = fn(&ConvShape, &[f32], &[f32]) -> Vec<f32>;
+
+    /// Checks `forward`, `input_grad` and, when given, `weight_grad` on
+    /// `shape` against [`reference`].
+    pub(crate) fn check_kernels(
+        shape: &ConvShape,
+        forward: Kernel,
+        input_grad: Kernel,
+        weight_grad: Option<Kernel>,
+    ) {
+        let x = values(shape.batch * shape.input_len(), 1);
+        let w = values(shape.weight_len(), 2);
+        let dy = values(shape.batch * shape.output_len(), 3);
+        let (y, dx, dw) = reference(shape, &x, &w, &dy);
+        assert_close("forward", shape, &forward(shape, &x, &w), &y);
+        assert_close("input_grad", shape, &input_grad(shape, &dy, &w), &dx);
+        if let Some(weight_grad) = weight_grad {
+            assert_close("weight_grad", shape, &weight_grad(shape, &x, &dy), &dw);
+        }
     }
 
     pub(crate) fn assert_close(name: &str, shape: &ConvShape, ours: &[f32], expected: &[f64]) {
@@ -663,13 +743,7 @@ pub(crate) mod tests {
     #[test]
     fn forward_and_gradients_are_the_definitions() {
         for shape in shapes() {
-            let x = values(shape.batch * shape.input_len(), 1);
-            let w = values(shape.weight_len(), 2);
-            let dy = values(shape.batch * shape.output_len(), 3);
-            let (y, dx, dw) = reference(&shape, &x, &w, &dy);
-            assert_close("forward", &shape, &forward(&shape, &x, &w), &y);
-            assert_close("input_grad", &shape, &input_grad(&shape, &dy, &w), &dx);
-            assert_close("weight_grad", &shape, &weight_grad(&shape, &x, &dy), &dw);
+            check_kernels(&shape, forward, input_grad, Some(weight_grad));
         }
     }
 

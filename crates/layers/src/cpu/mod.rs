@@ -19,6 +19,7 @@ mod kernel;
 mod norm;
 mod norm_extension;
 mod rows;
+mod taps;
 
 use burn::backend::Dispatch;
 use burn::tensor::ops::ConvOptions;
@@ -95,10 +96,13 @@ pub(crate) fn channel_affine(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -
     ))
 }
 
-/// The convolution kernel for `shape`: depthwise loops or im2col + gemm.
+/// The convolution kernel for `shape`: depthwise loops, a product per tap,
+/// or im2col + gemm.
 fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
     if depthwise::handles(shape) {
         depthwise::forward(shape, x, weight)
+    } else if taps::suits(shape) {
+        taps::forward(shape, x, weight)
     } else {
         kernel::forward(shape, x, weight)
     }
@@ -108,6 +112,8 @@ fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
 fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     if depthwise::handles(shape) {
         depthwise::input_grad(shape, dy, weight)
+    } else if taps::suits(shape) {
+        taps::input_grad(shape, dy, weight)
     } else {
         kernel::input_grad(shape, dy, weight)
     }

@@ -37,8 +37,28 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `unet` in a working directory of its own, so that nothing it
+/// writes by default (`runs/`) lands in the source tree.
 pub fn unet(args: &[&str]) -> Output {
-    Command::new(UNET).args(args).output().unwrap()
+    Command::new(UNET)
+        .args(args)
+        .current_dir(working_dir())
+        .output()
+        .unwrap()
+}
+
+fn working_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| scratch("cwd"))
+}
+
+/// The bytes of a file of the reference U-Net (`../shared/golden/unet`),
+/// failing with the path it expected when it is missing.
+pub fn golden(name: &str) -> Vec<u8> {
+    let file = format!("{GOLDEN_UNET}/{name}");
+    std::fs::read(&file).unwrap_or_else(|err| {
+        panic!("fixture {file} ({err}): the shared/ folder must sit beside the checkout")
+    })
 }
 
 pub fn succeeds(args: &[&str]) -> String {

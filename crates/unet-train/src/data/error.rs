@@ -12,7 +12,7 @@ pub enum DataError {
         path: PathBuf,
     },
     /// A folder without any image.
-    #[error("{path}: no .png or .jpg images")]
+    #[error("{path}: no .png, .jpg or .tif images")]
     NoImages {
         /// The folder.
         path: PathBuf,

@@ -12,7 +12,7 @@ use super::{DataError, Sample};
 use crate::config::Preprocess;
 
 /// The image file endings read (case-insensitive).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
 
 /// Images and masks read from a folder, all checked and held in memory.
 ///

@@ -375,20 +375,32 @@ mod tests {
     fn sixteen_bit_images_keep_their_depth() {
         let dir = std::env::temp_dir().join(format!("unet-image-16-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("deep.png");
         // Four values 1 apart: an 8-bit reading would make them all equal.
         let image: ImageBuffer<Luma<u16>, Vec<u16>> =
             ImageBuffer::from_raw(4, 1, vec![1000, 1001, 1002, 1003]).unwrap();
-        image.save(&path).unwrap();
-        let (values, size) = read_image(&path, 1, None, Normalize::Divide).unwrap();
-        assert_eq!(size, [4, 1]);
-        for (v, raw) in values.iter().zip(1000..) {
-            assert!((v - raw as f32 / 65535.0).abs() < 1e-7, "{v}");
+        for name in ["deep.png", "deep.tif"] {
+            let path = dir.join(name);
+            image.save(&path).unwrap();
+            let (values, size) = read_image(&path, 1, None, Normalize::Divide).unwrap();
+            assert_eq!(size, [4, 1]);
+            for (v, raw) in values.iter().zip(1000..) {
+                assert!((v - raw as f32 / 65535.0).abs() < 1e-7, "{name}: {v}");
+            }
+            let (z, _) = read_image(&path, 1, None, Normalize::ZScore).unwrap();
+            // (0, 1, 2, 3) - 1.5 over the population std sqrt(1.25).
+            for (v, want) in z.iter().zip([-1.5f32, -0.5, 0.5, 1.5]) {
+                assert!((v - want / 1.25f32.sqrt()).abs() < 1e-3, "{name}: {z:?}");
+            }
         }
-        let (z, _) = read_image(&path, 1, None, Normalize::ZScore).unwrap();
-        // (0, 1, 2, 3) - 1.5 over the population std sqrt(1.25).
-        for (v, want) in z.iter().zip([-1.5f32, -0.5, 0.5, 1.5]) {
-            assert!((v - want / 1.25f32.sqrt()).abs() < 1e-3, "{z:?}");
+        // 16-bit colour, as a TIFF: three channels at full depth.
+        let path = dir.join("colour.tif");
+        let colour: ImageBuffer<image::Rgb<u16>, Vec<u16>> =
+            ImageBuffer::from_raw(2, 1, vec![1000, 2000, 3000, 1001, 2001, 3001]).unwrap();
+        colour.save(&path).unwrap();
+        let (values, _) = read_image(&path, 3, None, Normalize::Divide).unwrap();
+        let expected = [1000, 1001, 2000, 2001, 3000, 3001].map(|v| v as f32 / 65535.0);
+        for (v, want) in values.iter().zip(expected) {
+            assert!((v - want).abs() < 1e-7, "{values:?}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

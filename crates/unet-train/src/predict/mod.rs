@@ -279,7 +279,7 @@ fn segment_image(
     Ok((result, source))
 }
 
-/// The images to predict: `input` itself, or the `.png`/`.jpg` files in it,
+/// The images to predict: `input` itself, or the `.png`/`.jpg`/`.tif` files in it,
 /// by name (two files of one name are an error).
 pub fn input_files(input: &Path) -> Result<Vec<PathBuf>, CliError> {
     if input.is_file() {

@@ -4,9 +4,11 @@
 //! (rewritten after every epoch), burn-train's `checkpoint/` (the last two
 //! epochs and the best by validation Dice: model, optimizer and learning-rate
 //! schedule), its per-epoch metric logs (`train/`, `valid/`), and at the end
-//! `model.bpk` (the best epoch's weights) and `samples.png`. Every file is
-//! written atomically, so a run killed at any moment can be resumed from its
-//! last complete checkpoint and ends exactly as an uninterrupted one.
+//! `model.bpk` (the best epoch's weights) and `samples.png`. The files of
+//! this crate are written atomically ([`crate::atomic`]); burn-train's
+//! checkpoints and metric logs are not, and are checked before a resume
+//! ([`resume`]), so a run killed at any moment resumes from its last
+//! complete checkpoint and ends as an uninterrupted one would.
 
 mod loader;
 mod metric;
@@ -175,11 +177,16 @@ pub fn train_on(
     let training = config.training()?;
     training.validate()?;
     config.model.validate()?;
-    let size = check_input(config, &data)?;
-    if training.backend != BackendKind::Wgpu {
-        // A batch larger than an epoch is the epoch.
-        let epoch = training.epoch_samples.unwrap_or(data.train.len());
-        check_training_fits(&config.model, training.batch_size.min(epoch), size)?;
+    // The memory estimate comes before the first sample is made where the
+    // configuration fixes the size: a sample of a size too large to train
+    // on may itself be too large to allocate.
+    let fits = |size| check_fits(config, training, &data, size);
+    match known_size(config) {
+        Some(size) => {
+            fits(size)?;
+            check_input(config, &data)?;
+        }
+        None => fits(check_input(config, &data)?)?,
     }
     let base = training.backend.open(training.gpu)?;
     let (start, history) = if resume {
@@ -203,9 +210,16 @@ pub fn train_on(
         data: &data,
         dir,
     };
-    let result = run
-        .supervised(start, progress, &watch, &device)
-        .launch(learner);
+    let result = crate::guard::catch(|| {
+        run.supervised(start, progress, &watch, &device)
+            .launch(learner)
+    })
+    .map_err(|reason| {
+        CliError::Training(format!(
+            "burn-train stopped ({reason}); the run in {} resumes from its last checkpoint with --resume",
+            dir.display()
+        ))
+    })?;
     if let Some(error) = result.error {
         return Err(CliError::Training(error.to_string()));
     }
@@ -427,6 +441,35 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Fails early when the data's images do not fit the network: another
 /// channel count, or (unpadded `Valid` networks) a size that cannot pass,
 /// with the nearest sizes that can. Returns the images' `[height, width]`.
+/// The size of every training image where the configuration fixes it:
+/// synthetic images, or images resized to `--image-size`.
+fn known_size(config: &RunConfig) -> Option<[usize; 2]> {
+    match (&config.training, config.preprocess.resize) {
+        (_, Some(side)) => Some([side, side]),
+        (Some(training), None) => match training.data {
+            DataSource::Synthetic { size, .. } => Some([size, size]),
+            DataSource::Folder { .. } => None,
+        },
+        (None, None) => None,
+    }
+}
+
+/// Refuses a training step on images of `size` that would not fit in the
+/// machine's memory (on the CPU backends, whose memory the estimate is for).
+fn check_fits(
+    config: &RunConfig,
+    training: &TrainingConfig,
+    data: &RunData,
+    size: [usize; 2],
+) -> Result<(), CliError> {
+    if training.backend == BackendKind::Wgpu {
+        return Ok(());
+    }
+    // A batch larger than an epoch is the epoch.
+    let epoch = training.epoch_samples.unwrap_or(data.train.len());
+    check_training_fits(&config.model, training.batch_size.min(epoch), size)
+}
+
 fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], CliError> {
     let first = data
         .dataset
