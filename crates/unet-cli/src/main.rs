@@ -51,10 +51,15 @@ fn parse_args() -> Result<Cli, ExitCode> {
         Ok(cli) => return Ok(cli),
         Err(err) => err,
     };
-    if !err.use_stderr() || err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        // Help or version asked for (or `unet` alone): clap's own text.
+    if !err.use_stderr() {
+        // Help or version asked for: clap's own text.
         let _ = err.print();
-        return Err(ExitCode::from(err.exit_code() as u8));
+        return Err(ExitCode::SUCCESS);
+    }
+    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // `unet` alone: the commands, and exit code 1 as for any error.
+        let _ = err.print();
+        return Err(ExitCode::FAILURE);
     }
     let rendered = err.render().to_string();
     let parts: Vec<&str> = rendered
@@ -65,7 +70,17 @@ fn parse_args() -> Result<Cli, ExitCode> {
         })
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    eprintln!("unet: {}", parts.join("; "));
+    // A line ending in ':' introduces the next ("... not provided: --model").
+    let line = parts.iter().fold(String::new(), |line, part| {
+        if line.is_empty() {
+            part.to_string()
+        } else if line.ends_with(':') {
+            format!("{line} {part}")
+        } else {
+            format!("{line}; {part}")
+        }
+    });
+    eprintln!("unet: {line}");
     Err(ExitCode::FAILURE)
 }
 

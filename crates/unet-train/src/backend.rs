@@ -96,13 +96,6 @@ fn probe(device: &Device) -> Result<(), String> {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|err| format!("{err:?}"))
-    })
-    .map_err(|reason| {
-        if reason.is_empty() {
-            "the device did not start".to_string()
-        } else {
-            reason
-        }
     })??;
     if sum != [512.0] {
         return Err(format!("a test sum came back as {sum:?}, not [512.0]"));

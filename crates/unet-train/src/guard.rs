@@ -8,54 +8,96 @@
 //! says what went wrong. A program that prints panics from its hook calls
 //! [`record`] there first, so that a caught panic is reported once, as the
 //! error, and not also printed.
+//!
+//! Messages are numbered as they are recorded, and each call takes the
+//! first one numbered after it began, so calls that overlap (tests run in
+//! parallel) do not take messages recorded before them. A message recorded
+//! during a call that then returns normally (a worker thread's panic the
+//! library handled) is printed to stderr, as the hook would have.
 
 use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Calls of [`catch`] running now.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// The first panic message recorded by [`record`] while one ran.
-static FIRST: Mutex<Option<String>> = Mutex::new(None);
+/// What [`record`] keeps: the number the next message gets, the calls of
+/// [`catch`] running, and the messages recorded while any ran.
+struct Recorded {
+    next: u64,
+    active: usize,
+    messages: Vec<(u64, String)>,
+}
+
+static RECORDED: Mutex<Recorded> = Mutex::new(Recorded {
+    next: 0,
+    active: 0,
+    messages: Vec::new(),
+});
+
+fn recorded() -> std::sync::MutexGuard<'static, Recorded> {
+    RECORDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs `f`; a panic inside it becomes `Err` with the first line of the
-/// first panic message seen meanwhile (or of the panic itself).
+/// first panic message recorded since it began (or of the panic itself).
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    if ACTIVE.fetch_add(1, Ordering::SeqCst) == 0 {
-        slot().take();
-    }
+    let start = {
+        let mut state = recorded();
+        state.active += 1;
+        state.next
+    };
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    ACTIVE.fetch_sub(1, Ordering::SeqCst);
-    result.map_err(|payload| {
-        let own = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic without a message".into());
-        first_line(&slot().take().unwrap_or(own))
-    })
+    let mine: Vec<String> = {
+        let mut state = recorded();
+        state.active -= 1;
+        let mine = state
+            .messages
+            .iter()
+            .filter(|(n, _)| *n >= start)
+            .map(|(_, message)| message.clone())
+            .collect();
+        if state.active == 0 {
+            state.messages.clear();
+        }
+        mine
+    };
+    match result {
+        Ok(value) => {
+            for message in mine {
+                eprintln!(
+                    "internal error in a call that went on: {}",
+                    first_line(&message)
+                );
+            }
+            Ok(value)
+        }
+        Err(payload) => {
+            let own = payload_text(payload.as_ref())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(first_line(mine.first().unwrap_or(&own)))
+        }
+    }
 }
 
 /// For a panic hook: records the panic's message when a [`catch`] is
 /// running, and says so (the hook then need not print it).
 pub fn record(info: &PanicHookInfo) -> bool {
-    if ACTIVE.load(Ordering::SeqCst) == 0 {
+    let mut state = recorded();
+    if state.active == 0 {
         return false;
     }
-    let message = info
-        .payload()
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| info.to_string());
-    slot().get_or_insert(message);
+    let message = payload_text(info.payload()).unwrap_or_else(|| info.to_string());
+    let number = state.next;
+    state.next += 1;
+    state.messages.push((number, message));
     true
 }
 
-fn slot() -> std::sync::MutexGuard<'static, Option<String>> {
-    FIRST
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
 }
 
 fn first_line(message: &str) -> String {

@@ -220,10 +220,17 @@ pub(super) struct Mat<'a> {
 
 /// The offset of the last element of a `rows x cols` matrix with these
 /// strides, if it has one and the offset fits in `usize`.
+///
+/// # Panics
+/// If a stride does not fit in `isize` (what `gemm` takes), used or not.
 fn last_offset(
     [rows, cols]: [usize; 2],
     [row_stride, col_stride]: [usize; 2],
 ) -> Option<Option<usize>> {
+    assert!(
+        isize::try_from(row_stride).is_ok() && isize::try_from(col_stride).is_ok(),
+        "strides {row_stride}, {col_stride} beyond isize"
+    );
     match (rows.checked_sub(1), cols.checked_sub(1)) {
         (Some(r), Some(c)) => Some(
             r.checked_mul(row_stride)
@@ -330,8 +337,8 @@ pub(super) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, accumulate: bool, parallel
     // slices, as `Mat::new` checked. It writes `dst` at `i * row_stride + j`
     // for `i < m`, `j < n`: inside `dst` and each element once, as
     // `MatMut::new` checked. The destination does not overlap the operands:
-    // it is borrowed mutably, they are shared. Every stride fits in `isize`
-    // because it addresses inside a slice.
+    // it is borrowed mutably, they are shared. Every stride fits in `isize`,
+    // as `last_offset` checked for all three.
     unsafe {
         gemm(
             m,

@@ -224,7 +224,7 @@ mod tests {
 
     /// Stride-1 shapes, with the edge cases of the layout: no padding,
     /// padding wider than the kernel's reach, dilation, groups, a single
-    /// image.
+    /// image, uneven padding, an input smaller than the kernel.
     fn shapes() -> Vec<ConvShape> {
         let base = ConvShape {
             in_channels: 16,
@@ -234,7 +234,7 @@ mod tests {
             padding: [1, 1],
             ..BASE
         };
-        with_outputs(&[
+        let mut shapes = with_outputs(&[
             base,
             ConvShape {
                 padding: [0, 0],
@@ -256,7 +256,23 @@ mod tests {
                 batch: 1,
                 ..base
             },
-        ])
+        ]);
+        // Trailing padding other than the leading (the output size says
+        // which: here none at the bottom and one column at the right), and
+        // an input smaller than the kernel.
+        shapes.push(ConvShape {
+            input: [5, 6],
+            padding: [2, 1],
+            output: [5, 6],
+            ..base
+        });
+        shapes.push(ConvShape {
+            input: [2, 9],
+            padding: [1, 1],
+            output: [2, 9],
+            ..base
+        });
+        shapes
     }
 
     #[test]

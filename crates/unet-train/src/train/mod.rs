@@ -438,19 +438,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Fails early when the data's images do not fit the network: another
-/// channel count, or (unpadded `Valid` networks) a size that cannot pass,
-/// with the nearest sizes that can. Returns the images' `[height, width]`.
 /// The size of every training image where the configuration fixes it:
-/// synthetic images, or images resized to `--image-size`.
+/// synthetic images (their own size; they are never resized), or folder
+/// images resized to `--image-size`.
 fn known_size(config: &RunConfig) -> Option<[usize; 2]> {
-    match (&config.training, config.preprocess.resize) {
-        (_, Some(side)) => Some([side, side]),
-        (Some(training), None) => match training.data {
-            DataSource::Synthetic { size, .. } => Some([size, size]),
-            DataSource::Folder { .. } => None,
-        },
-        (None, None) => None,
+    match &config.training.as_ref()?.data {
+        DataSource::Synthetic { size, .. } => Some([*size, *size]),
+        DataSource::Folder { .. } => config.preprocess.resize.map(|side| [side, side]),
     }
 }
 
@@ -470,6 +464,9 @@ fn check_fits(
     check_training_fits(&config.model, training.batch_size.min(epoch), size)
 }
 
+/// Fails early when the data's images do not fit the network: another
+/// channel count, or (unpadded `Valid` networks) a size that cannot pass,
+/// with the nearest sizes that can. Returns the images' `[height, width]`.
 fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], CliError> {
     let first = data
         .dataset
