@@ -315,6 +315,10 @@ fn refused_arguments_are_one_line_with_clap_s_reason() {
         &["train", "--loss", "tversky", "--class-weights", "1,3"],
         &["--loss tversky", "--class-weights"],
     );
+    // `unet` alone lists the commands, and is an error.
+    let bare = unet(&[]);
+    assert_eq!(bare.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("train"));
     // Help is not an error.
     let help = unet(&["train", "--help"]);
     assert_eq!(help.status.code(), Some(0));
