@@ -62,37 +62,25 @@ fn parse_args() -> Result<Cli, ExitCode> {
         return Err(ExitCode::FAILURE);
     }
     let rendered = err.render().to_string();
-    let parts: Vec<&str> = rendered
+    let reason: Vec<&str> = rendered
         .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
-        })
+        .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    // A line ending in ':' introduces the next ("... not provided: --model").
-    let line = parts.iter().fold(String::new(), |line, part| {
-        if line.is_empty() {
-            part.to_string()
-        } else if line.ends_with(':') {
-            format!("{line} {part}")
-        } else {
-            format!("{line}; {part}")
-        }
-    });
-    eprintln!("unet: {line}");
+    eprintln!("unet: {}", one_line(&reason.join("\n")));
     Err(ExitCode::FAILURE)
 }
 
 /// A message on one line: the lines of a multi-line one (burn-train's
-/// chains of causes) joined with semicolons.
+/// chains of causes, clap's reason and tips) joined with semicolons, or
+/// with a space after a line that ends in ':' and introduces the next.
 fn one_line(message: &str) -> String {
-    let lines: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.join("; ")
+    let lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines.fold(String::new(), |joined, line| match joined.as_str() {
+        "" => line.to_string(),
+        _ if joined.ends_with(':') => format!("{joined} {line}"),
+        _ => format!("{joined}; {line}"),
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {

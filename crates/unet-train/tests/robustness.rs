@@ -92,14 +92,14 @@ fn configurations_are_errors_or_usable() {
             }
             accepted.fetch_add(1, Ordering::Relaxed);
             let training = config.training().unwrap();
-            let size = match training.data {
+            let (size, synthetic) = match training.data {
                 DataSource::Synthetic { samples, size } => {
                     let data = SyntheticDataset::new(samples, size, config.model.num_classes, 1, 7)
                         .unwrap();
                     prop_assert_eq!(data.len(), samples);
-                    size
+                    (size, Some(data))
                 }
-                DataSource::Folder { .. } => config.preprocess.resize.unwrap_or(64),
+                DataSource::Folder { .. } => (config.preprocess.resize.unwrap_or(64), None),
             };
             // Images the network takes have the estimate (saturating) every
             // run is checked against; the others are an error before it.
@@ -110,12 +110,9 @@ fn configurations_are_errors_or_usable() {
             prop_assert!(estimate.is_ok());
             // A sample (what a run allocates before its first step) fits
             // inside the estimate; made where it is quick to make.
-            if let (Ok(estimate), DataSource::Synthetic { samples, size }) =
-                (estimate, &training.data)
-                && *size <= 1024
+            if let (Ok(estimate), Some(data)) = (estimate, synthetic)
+                && size <= 1024
             {
-                let data =
-                    SyntheticDataset::new(*samples, *size, config.model.num_classes, 1, 7).unwrap();
                 let sample = data.get(0).unwrap();
                 let bytes = 4 * sample.image.len()
                     + sample.mask.len()

@@ -114,7 +114,7 @@ impl ConvShape {
 
     /// Whether `cols(x)` is `x` itself (a 1x1 kernel, stride 1, no
     /// padding): then the kernels skip im2col and col2im.
-    pub(super) fn cols_are_input(&self) -> bool {
+    fn cols_are_input(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
@@ -365,7 +365,7 @@ pub(super) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, accumulate: bool, parallel
 }
 
 /// How to share the threads: over images, or inside each matrix product.
-pub(super) fn split(batch: usize) -> (bool, Parallelism) {
+fn split(batch: usize) -> (bool, Parallelism) {
     let threads = rayon::current_num_threads();
     if threads > 1 && batch >= threads {
         (true, Parallelism::None)
@@ -387,7 +387,7 @@ pub(super) fn split(batch: usize) -> (bool, Parallelism) {
 /// than borrowing it, keeps a nested call on the same thread (a rayon worker
 /// that steals another image while it waits) correct: it finds the cell empty
 /// and allocates its own.
-pub(super) struct Scratch {
+struct Scratch {
     buffer: Vec<f32>,
     len: usize,
 }
@@ -397,7 +397,7 @@ thread_local! {
 }
 
 impl Scratch {
-    pub(super) fn take(len: usize) -> Self {
+    fn take(len: usize) -> Self {
         let mut buffer = SCRATCH.take();
         if buffer.len() < len {
             // Only growth is zeroed; the kernels overwrite what they use.

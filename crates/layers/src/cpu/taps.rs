@@ -302,7 +302,7 @@ mod tests {
             padding: [0, 0],
             ..base
         }));
-        // Rows of 9 outputs with 8 padded columns each: mostly waste.
+        // Rows of 12 outputs with 8 padded columns each: mostly waste.
         assert!(!suits(&ConvShape {
             dilation: [4, 4],
             ..base
