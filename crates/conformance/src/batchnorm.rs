@@ -1,7 +1,9 @@
 //! `bn-golden/1`: `torch.nn.BatchNorm2d` in training mode (batch statistics,
 //! running statistics updated with momentum and the unbiased variance) and
 //! in evaluation mode (running statistics), through [`layers::BatchNorm`],
-//! the batch norm of the U-Net's blocks.
+//! the batch norm of the U-Net's blocks; a case may add `"activation":
+//! "relu"` (an extension of the format: `output` is then `relu(bn(x))`,
+//! computed by [`BatchNorm::try_forward_relu`]).
 
 use std::path::Path;
 
@@ -37,6 +39,14 @@ pub enum BnMode {
     Eval,
 }
 
+/// What follows the normalisation in a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnActivation {
+    /// `torch.relu`.
+    Relu,
+}
+
 /// A batch norm's configuration, in PyTorch's terms.
 #[derive(Debug, Clone, Deserialize)]
 #[allow(missing_docs)]
@@ -53,6 +63,9 @@ pub struct BnConfig {
 pub struct BnCase {
     pub name: String,
     pub mode: BnMode,
+    /// Absent in `BATCHNORM.md`'s cases: the normalisation alone.
+    #[serde(default)]
+    pub activation: Option<BnActivation>,
     pub config: BnConfig,
     pub input: GoldenTensor,
     pub weight: Option<GoldenTensor>,
@@ -118,9 +131,11 @@ fn run_case(case: &BnCase, device: &Device, tolerance: Tolerance) -> Result<Vec<
     let grad_output = rank4("grad_output", case.grad_output.clone())?;
     let bn = layer(case, device).map_err(|err| Failure::Refused(err.to_string()))?;
     let x = Tensor::<4>::from_data(input, device).require_grad();
-    let y = bn
-        .try_forward(x.clone())
-        .map_err(|err| Failure::Refused(err.to_string()))?;
+    let y = match case.activation {
+        None => bn.try_forward(x.clone()),
+        Some(BnActivation::Relu) => bn.try_forward_relu(x.clone()),
+    }
+    .map_err(|err| Failure::Refused(err.to_string()))?;
     let mut failures = Vec::new();
     compare(
         "output",

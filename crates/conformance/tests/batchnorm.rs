@@ -1,6 +1,8 @@
 //! Batch norm against PyTorch's `BatchNorm2d` (`../shared/golden/batchnorm_public.json`)
 //! on every backend: output, running statistics, and the gradients of input,
-//! weight and bias, in training and evaluation mode.
+//! weight and bias, in training and evaluation mode; and batch norm followed
+//! by ReLU (`golden/batchnorm_relu.json`, written by the PyTorch script
+//! beside it), fused on the CPU backends.
 
 use conformance::{BnFile, Report, Tolerance, load_batchnorm, run_batchnorm};
 use unet_train::BackendKind;
@@ -10,8 +12,10 @@ const PUBLIC: &str = concat!(
     "/../../../shared/golden/batchnorm_public.json"
 );
 
-fn public_cases() -> BnFile {
-    load_batchnorm(PUBLIC).unwrap_or_else(|err| panic!("{err}"))
+const RELU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/batchnorm_relu.json");
+
+fn cases(path: &str) -> BnFile {
+    load_batchnorm(path).unwrap_or_else(|err| panic!("{err}"))
 }
 
 fn assert_all_pass(report: &Report, what: &str) {
@@ -25,10 +29,11 @@ fn assert_all_pass(report: &Report, what: &str) {
 }
 
 fn conformance(backend: BackendKind) {
-    let golden = public_cases();
-    let report = run_batchnorm(&golden, &backend.device(), Tolerance::default());
-    assert_eq!(report.cases.len(), 8, "the public file's cases");
-    assert_all_pass(&report, &format!("batchnorm_public.json on {backend}"));
+    for (path, count) in [(PUBLIC, 8), (RELU, 4)] {
+        let report = run_batchnorm(&cases(path), &backend.device(), Tolerance::default());
+        assert_eq!(report.cases.len(), count, "the cases of {path}");
+        assert_all_pass(&report, &format!("{path} on {backend}"));
+    }
 }
 
 #[test]

@@ -107,20 +107,7 @@ impl BatchNorm {
     /// - `input`: `[batch, channels, height, width]`
     /// - output: the same
     pub fn try_forward(&self, input: Tensor<4>) -> Result<Tensor<4>, ConvError> {
-        let shape = input.dims();
-        let [channels] = self.gamma.dims();
-        if shape[1] != channels {
-            return Err(ConvError::InputChannels {
-                expected: channels,
-                got: shape[1],
-                shape,
-            });
-        }
-        if input.device().is_autodiff() && self.training.is_enabled() {
-            self.forward_train(input)
-        } else {
-            Ok(self.forward_inference(input))
-        }
+        self.normalise(input, false)
     }
 
     /// Normalises `input`.
@@ -132,29 +119,52 @@ impl BatchNorm {
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
-    fn forward_inference(&self, input: Tensor<4>) -> Tensor<4> {
+    /// `relu(self.try_forward(input))`, the pair most networks use; on flex
+    /// and ndarray the ReLU runs inside the normalisation's pass, forward
+    /// and backward, instead of two more passes over the activations.
+    ///
+    /// # Shapes
+    /// - `input`: `[batch, channels, height, width]`
+    /// - output: the same
+    pub fn try_forward_relu(&self, input: Tensor<4>) -> Result<Tensor<4>, ConvError> {
+        self.normalise(input, true)
+    }
+
+    fn normalise(&self, input: Tensor<4>, relu: bool) -> Result<Tensor<4>, ConvError> {
+        let shape = input.dims();
+        let [channels] = self.gamma.dims();
+        if shape[1] != channels {
+            return Err(ConvError::InputChannels {
+                expected: channels,
+                got: shape[1],
+                shape,
+            });
+        }
+        if input.device().is_autodiff() && self.training.is_enabled() {
+            self.forward_train(input, relu)
+        } else {
+            Ok(self.forward_inference(input, relu))
+        }
+    }
+
+    fn forward_inference(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = input.device();
         let mean = self.running_mean.value().to_device(&device);
         let var = self.running_var.value().to_device(&device);
-        dispatch::batch_norm(
-            input,
-            self.gamma.val(),
-            self.beta.val(),
-            mean,
-            var,
-            self.epsilon,
-        )
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
+        dispatch::batch_norm(input, gamma, beta, [mean, var], self.epsilon, relu)
     }
 
-    fn forward_train(&self, input: Tensor<4>) -> Result<Tensor<4>, ConvError> {
+    fn forward_train(&self, input: Tensor<4>, relu: bool) -> Result<Tensor<4>, ConvError> {
         let shape = input.dims();
         let per_channel = shape[0] * shape[2] * shape[3];
         if per_channel < 2 {
             return Err(ConvError::OneValuePerChannel { shape });
         }
         let device = input.device();
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
         let (output, mean, variance) =
-            dispatch::batch_norm_train(input, self.gamma.val(), self.beta.val(), self.epsilon);
+            dispatch::batch_norm_train(input, gamma, beta, self.epsilon, relu);
         let unbiased = variance.detach() * (per_channel as f64 / (per_channel - 1) as f64);
         let blend = |running: &RunningState<Tensor<1>>, batch: Tensor<1>| {
             let old = running.value_sync().to_device(&device);

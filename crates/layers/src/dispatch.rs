@@ -14,12 +14,12 @@
 //! 1.5 to 2.5 times faster than Burn's convolution backward and their forward
 //! pass alone slower than Burn's direct kernels.
 
-use burn::tensor::Tensor;
 use burn::tensor::module::{
     batch_norm as burn_batch_norm, batch_norm_train as burn_batch_norm_train, conv_transpose2d,
     conv2d as burn_conv2d,
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Tensor, activation};
 
 use crate::{cpu, lowering};
 
@@ -89,42 +89,50 @@ pub(crate) fn conv_transpose2d_full(
 }
 
 /// A training batch norm of `x` (`[n, c, h, w]`) with its own batch
-/// statistics: `(output, mean, biased variance)`, the statistics `[c]`.
-/// On the CPU backends, two passes of [`crate::cpu`]'s channel kernels and a
-/// few `[c]` operations that autodiff differentiates; elsewhere Burn's
-/// `batch_norm_train` (one operation under autodiff).
+/// statistics, followed by ReLU if `relu`: `(output, mean, biased
+/// variance)`, the statistics `[c]`. On the CPU backends, two passes of
+/// [`crate::cpu`]'s channel kernels (ReLU inside the second) and a few `[c]`
+/// operations that autodiff differentiates; elsewhere Burn's
+/// `batch_norm_train` (one operation under autodiff) and its `relu`.
 pub(crate) fn batch_norm_train(
     x: Tensor<4>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    relu: bool,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     if !cpu::has_kernels_for(&x) {
         let result = burn_batch_norm_train(x, gamma, beta, epsilon);
-        return (result.output, result.mean, result.variance);
+        return (then_relu(result.output, relu), result.mean, result.variance);
     }
     let [_, channels, _, _] = x.dims();
     let stats = cpu::channel_stats(x.clone());
     let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
     let variance = stats.slice([1..2, 0..channels]).reshape([channels]);
     let (scale, shift) = scale_and_shift(gamma, beta, mean.clone(), variance.clone(), epsilon);
-    (cpu::channel_affine(x, scale, shift), mean, variance)
+    (cpu::channel_affine(x, scale, shift, relu), mean, variance)
 }
 
-/// Batch norm of `x` (`[n, c, h, w]`) with given statistics (inference).
+/// Batch norm of `x` (`[n, c, h, w]`) with given statistics (inference),
+/// followed by ReLU if `relu`.
 pub(crate) fn batch_norm(
     x: Tensor<4>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
-    mean: Tensor<1>,
-    variance: Tensor<1>,
+    [mean, variance]: [Tensor<1>; 2],
     epsilon: f64,
+    relu: bool,
 ) -> Tensor<4> {
     if !cpu::has_kernels_for(&x) {
-        return burn_batch_norm(x, gamma, beta, mean, variance, epsilon);
+        let y = burn_batch_norm(x, gamma, beta, mean, variance, epsilon);
+        return then_relu(y, relu);
     }
     let (scale, shift) = scale_and_shift(gamma, beta, mean, variance, epsilon);
-    cpu::channel_affine(x, scale, shift)
+    cpu::channel_affine(x, scale, shift, relu)
+}
+
+fn then_relu(x: Tensor<4>, relu: bool) -> Tensor<4> {
+    if relu { activation::relu(x) } else { x }
 }
 
 /// Batch norm as a per-channel affine map: `scale = gamma / sqrt(var + eps)`,

@@ -62,10 +62,11 @@ pub enum NormLayer {
 }
 
 impl NormLayer {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `relu(norm(x))`; batch norm fuses the two on the CPU backends.
+    fn forward_relu(&self, x: Tensor<4>) -> Result<Tensor<4>, ConvError> {
         match self {
-            NormLayer::Batch(norm) => norm.forward(x),
-            NormLayer::Group(norm) => norm.forward(x),
+            NormLayer::Batch(norm) => norm.try_forward_relu(x),
+            NormLayer::Group(norm) => Ok(relu(norm.forward(x))),
         }
     }
 }
@@ -83,11 +84,10 @@ impl ConvUnit {
     /// `relu(norm(conv(x)))`.
     pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>, ConvError> {
         let x = self.conv.try_forward(x)?;
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        Ok(relu(x))
+        match &self.norm {
+            Some(norm) => norm.forward_relu(x),
+            None => Ok(relu(x)),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod kernel;
 mod norm;
 mod norm_extension;
 mod rows;
+mod simd;
 mod taps;
 
 use burn::backend::Dispatch;
@@ -87,12 +88,18 @@ pub(crate) fn channel_stats(x: Tensor<4>) -> Tensor<2> {
 }
 
 /// `x * scale[c] + shift[c]` for `x` of `[n, c, h, w]`, `scale` and `shift`
-/// of `[c]`. Call only where [`has_kernels_for`] holds.
-pub(crate) fn channel_affine(x: Tensor<4>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<4> {
+/// of `[c]`, then ReLU if `relu`. Call only where [`has_kernels_for`] holds.
+pub(crate) fn channel_affine(
+    x: Tensor<4>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    relu: bool,
+) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuNorm>::cpu_channel_affine(
         x.into_dispatch(),
         scale.into_dispatch(),
         shift.into_dispatch(),
+        relu,
     ))
 }
 

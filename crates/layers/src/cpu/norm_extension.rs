@@ -32,27 +32,35 @@ pub trait CpuNorm: Backend {
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// `x * scale[c] + shift[c]`, with `scale` and `shift` of shape `[c]`.
+    /// `x * scale[c] + shift[c]`, with `scale` and `shift` of shape `[c]`,
+    /// then ReLU if `relu`.
     fn cpu_channel_affine(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+        relu: bool,
     ) -> FloatTensor<Self>;
 
-    /// `[2, c]`: per channel `sum(dy * x)` and `sum(dy)`.
-    fn cpu_channel_sums(dy: FloatTensor<Self>, x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The gradients of [`CpuNorm::cpu_channel_affine`] for output gradient
+    /// `dy`: that of `x`, and `[2, c]`, those of `scale` and `shift`.
+    fn cpu_channel_affine_grads(
+        dy: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// `[n, c, h * w]` of a `[n, c, h, w]` tensor.
-fn dims<B: Backend>(x: &FloatTensor<B>) -> norm::Dims {
-    let [n, c, h, w] = x.shape().dims();
-    [n, c, h * w]
+/// The planes of a `[n, c, h, w]` tensor.
+fn planes<B: Backend>(x: &FloatTensor<B>) -> norm::Planes {
+    norm::Planes::of(x.shape().dims())
 }
 
 fn host_stats<B: HostTensors>(x: FloatTensor<B>) -> FloatTensor<B> {
-    let d = dims::<B>(&x);
-    let values = B::with_host(x.clone(), |values| norm::channel_stats(values, d));
-    B::from_host(values, &[2, d[1]], &x)
+    let p = planes::<B>(&x);
+    let values = B::with_host(x.clone(), |values| norm::channel_stats(values, p));
+    B::from_host(values, &[2, p.channels], &x)
 }
 
 fn host_stats_grad<B: HostTensors>(
@@ -60,12 +68,12 @@ fn host_stats_grad<B: HostTensors>(
     stats: FloatTensor<B>,
     grad: FloatTensor<B>,
 ) -> FloatTensor<B> {
-    let d = dims::<B>(&x);
+    let p = planes::<B>(&x);
     let shape = x.shape().dims::<4>();
     let values = B::with_host(x.clone(), |values| {
         B::with_host(stats, |stats| {
             B::with_host(grad, |grad| {
-                norm::channel_stats_grad(values, stats, grad, d)
+                norm::channel_stats_grad(values, stats, grad, p)
             })
         })
     });
@@ -76,23 +84,42 @@ fn host_affine<B: HostTensors>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,
     shift: FloatTensor<B>,
+    relu: bool,
 ) -> FloatTensor<B> {
-    let d = dims::<B>(&x);
+    let p = planes::<B>(&x);
     let shape = x.shape().dims::<4>();
     let values = B::with_host(x.clone(), |values| {
         B::with_host(scale, |scale| {
-            B::with_host(shift, |shift| norm::channel_affine(values, scale, shift, d))
+            B::with_host(shift, |shift| {
+                norm::Affine { scale, shift, relu }.apply(values, p)
+            })
         })
     });
     B::from_host(values, &shape, &x)
 }
 
-fn host_sums<B: HostTensors>(dy: FloatTensor<B>, x: FloatTensor<B>) -> FloatTensor<B> {
-    let d = dims::<B>(&x);
-    let values = B::with_host(dy, |dy| {
-        B::with_host(x.clone(), |x| norm::channel_sums(dy, x, d))
+fn host_affine_grads<B: HostTensors>(
+    dy: FloatTensor<B>,
+    x: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    shift: FloatTensor<B>,
+    relu: bool,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let p = planes::<B>(&x);
+    let shape = x.shape().dims::<4>();
+    let (dx, sums) = B::with_host(dy, |dy| {
+        B::with_host(x.clone(), |values| {
+            B::with_host(scale, |scale| {
+                B::with_host(shift, |shift| {
+                    norm::Affine { scale, shift, relu }.grads(dy, values, p)
+                })
+            })
+        })
     });
-    B::from_host(values, &[2, d[1]], &x)
+    (
+        B::from_host(dx, &shape, &x),
+        B::from_host(sums, &[2, p.channels], &x),
+    )
 }
 
 macro_rules! host_cpu_norm {
@@ -114,12 +141,19 @@ macro_rules! host_cpu_norm {
                 x: FloatTensor<Self>,
                 scale: FloatTensor<Self>,
                 shift: FloatTensor<Self>,
+                relu: bool,
             ) -> FloatTensor<Self> {
-                host_affine::<Self>(x, scale, shift)
+                host_affine::<Self>(x, scale, shift, relu)
             }
 
-            fn cpu_channel_sums(dy: FloatTensor<Self>, x: FloatTensor<Self>) -> FloatTensor<Self> {
-                host_sums::<Self>(dy, x)
+            fn cpu_channel_affine_grads(
+                dy: FloatTensor<Self>,
+                x: FloatTensor<Self>,
+                scale: FloatTensor<Self>,
+                shift: FloatTensor<Self>,
+                relu: bool,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+                host_affine_grads::<Self>(dy, x, scale, shift, relu)
             }
         }
     };
@@ -152,14 +186,17 @@ impl<B: Backend + CpuNorm> Backward<B, 1> for StatsBackward {
     }
 }
 
-/// The backward node of [`CpuNorm::cpu_channel_affine`]: `dx = dy * scale`,
-/// `dscale = sum(dy * x)`, `dshift = sum(dy)`, per channel.
+/// The backward node of [`CpuNorm::cpu_channel_affine`]: with `g` the output
+/// gradient (masked by ReLU's, if `relu`), `dx = g * scale`,
+/// `dscale = sum(g * x)`, `dshift = sum(g)`, per channel, in one pass.
 #[derive(Debug)]
-struct AffineBackward;
+struct AffineBackward {
+    relu: bool,
+}
 
 impl<B: Backend + CpuNorm> Backward<B, 3> for AffineBackward {
-    /// The input and the scale.
-    type State = (NodeId, NodeId);
+    /// The input, the scale and the shift.
+    type State = (NodeId, NodeId, NodeId);
 
     fn backward(
         self,
@@ -169,29 +206,27 @@ impl<B: Backend + CpuNorm> Backward<B, 3> for AffineBackward {
     ) {
         let [node_x, node_scale, node_shift] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
-        let (x_state, scale_state) = ops.state;
+        let (x_state, scale_state, shift_state) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let scale = checkpointer.retrieve_node_output::<FloatTensor<B>>(scale_state);
-        if node_scale.is_some() || node_shift.is_some() {
-            let sums = B::cpu_channel_sums(dy.clone(), x.clone());
-            let channels = scale.shape().dims::<1>()[0];
-            let row = |i: usize| {
-                let part = B::float_slice(
-                    sums.clone(),
-                    &[Slice::from(i..i + 1), Slice::from(0..channels)],
-                );
-                B::float_reshape(part, Shape::new([channels]))
-            };
-            if let Some(node) = node_scale {
-                grads.register::<B>(node.id, row(0));
-            }
-            if let Some(node) = node_shift {
-                grads.register::<B>(node.id, row(1));
-            }
+        let shift = checkpointer.retrieve_node_output::<FloatTensor<B>>(shift_state);
+        let channels = scale.shape().dims::<1>()[0];
+        let (dx, sums) = B::cpu_channel_affine_grads(dy, x, scale, shift, self.relu);
+        let row = |i: usize| {
+            let part = B::float_slice(
+                sums.clone(),
+                &[Slice::from(i..i + 1), Slice::from(0..channels)],
+            );
+            B::float_reshape(part, Shape::new([channels]))
+        };
+        if let Some(node) = node_scale {
+            grads.register::<B>(node.id, row(0));
+        }
+        if let Some(node) = node_shift {
+            grads.register::<B>(node.id, row(1));
         }
         if let Some(node) = node_x {
-            let zeros = B::float_zeros(scale.shape(), &scale.device(), scale.dtype().into());
-            grads.register::<B>(node.id, B::cpu_channel_affine(dy, scale, zeros));
+            grads.register::<B>(node.id, dx);
         }
     }
 }
@@ -224,31 +259,43 @@ impl<B: Backend + CpuNorm, C: CheckpointStrategy> CpuNorm for Autodiff<B, C> {
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
+        relu: bool,
     ) -> FloatTensor<Self> {
-        match AffineBackward
+        match (AffineBackward { relu })
             .prepare::<C>([x.node(), scale.node(), shift.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let scale_state = prep.checkpoint(&scale);
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&scale),
+                    prep.checkpoint(&shift),
+                );
                 let y = B::cpu_channel_affine(
                     x.into_primitive(),
                     scale.into_primitive(),
                     shift.into_primitive(),
+                    relu,
                 );
-                prep.finish((x_state, scale_state), y)
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::cpu_channel_affine(
                 x.into_primitive(),
                 scale.into_primitive(),
                 shift.into_primitive(),
+                relu,
             )),
         }
     }
 
-    fn cpu_channel_sums(_dy: FloatTensor<Self>, _x: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn cpu_channel_affine_grads(
+        _dy: FloatTensor<Self>,
+        _x: FloatTensor<Self>,
+        _scale: FloatTensor<Self>,
+        _shift: FloatTensor<Self>,
+        _relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unreachable!("a gradient kernel runs on the inner backend, inside a backward node")
     }
 }
