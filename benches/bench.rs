@@ -466,6 +466,8 @@ fn predict_run(options: &Options) {
 }
 
 fn main() {
+    // As the `unet` program does (`unet_train::allocator`).
+    unet_train::allocator::keep_freed_memory();
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let what = args.next().unwrap_or_default();
     let mut options = Options {

@@ -21,6 +21,7 @@ use unet_train::{BackendKind, CliError, atomic, eval, import, model_dir, predict
 use args::{BackendArgs, Cli, Command, EvalArgs, ImportArgs, PredictArgs, TrainArgs};
 
 fn main() -> ExitCode {
+    unet_train::allocator::keep_freed_memory();
     // Burn's own panics would print a backtrace hint; keep failures to one line.
     // Panics caught where burn-train or CubeCL is called become errors
     // (`unet_train::guard`); print only those that are not.

@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod atomic;
 pub mod backend;
 pub mod config;

@@ -2,12 +2,14 @@
 //! direct loops: for each tap, one multiply-add of a shifted input row into
 //! an output row. A plane fits in cache, so this runs near memory speed
 //! where im2col would copy the input `kh * kw` times for a product with
-//! a single row.
+//! a single row. Each plane's loops are compiled for the widest vector
+//! instructions the CPU has ([`Level`]).
 
 use rayon::prelude::*;
 
 use super::kernel::ConvShape;
 use super::rows::zip_strided;
+use super::simd::Level;
 
 /// Whether [`forward`], [`input_grad`] and [`weight_grad`] compute this
 /// convolution: one input channel per group.
@@ -18,6 +20,7 @@ pub(crate) fn handles(shape: &ConvShape) -> bool {
 /// For each tap `(i, j)` (its index `i * kw + j`) and output row `oy` whose
 /// input row `iy` is inside the image, calls `f(tap, oy, iy, lo..hi, ix)`:
 /// output columns `lo..hi` read input columns `ix, ix + stride, ...`.
+#[inline(always)]
 fn for_each_tap_row(
     shape: &ConvShape,
     mut f: impl FnMut(usize, usize, usize, std::ops::Range<usize>, usize),
@@ -44,6 +47,7 @@ fn for_each_tap_row(
 }
 
 /// `sum(a[i] * b[i])` over `a`'s length, in eight lanes so that it vectorises.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let b = &b[..a.len()];
     let mut lanes = [0.0f32; 8];
@@ -64,6 +68,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// As [`super::kernel::forward`] for a depthwise convolution.
 pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    forward_at(Level::detect(), shape, x, weight)
+}
+
+/// As [`super::kernel::input_grad`] for a depthwise convolution.
+pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+    input_grad_at(Level::detect(), shape, dy, weight)
+}
+
+/// As [`super::kernel::weight_grad`] for a depthwise convolution.
+pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    weight_grad_at(Level::detect(), shape, x, dy)
+}
+
+fn forward_at(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -78,19 +96,20 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
             let (b, co) = (plane / shape.out_channels, plane % shape.out_channels);
             let input = &x[(b * shape.in_channels + co / per_group) * h * w..][..h * w];
             let weight = &weight[co * taps..][..taps];
-            for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                let (out, input) = (&mut out[oy * ow + cols.start..], &input[iy * w + ix..]);
-                let a = weight[tap];
-                zip_strided(out, 1, input, shape.stride[1], cols.len(), |o, x| {
-                    *o += a * x
-                });
+            level.run(|| {
+                for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                    let (out, input) = (&mut out[oy * ow + cols.start..], &input[iy * w + ix..]);
+                    let a = weight[tap];
+                    zip_strided(out, 1, input, shape.stride[1], cols.len(), |o, x| {
+                        *o += a * x
+                    });
+                })
             });
         });
     y
 }
 
-/// As [`super::kernel::input_grad`] for a depthwise convolution.
-pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+fn input_grad_at(level: Level, shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -104,23 +123,24 @@ pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
         .enumerate()
         .for_each(|(plane, grad)| {
             let (b, c) = (plane / shape.in_channels, plane % shape.in_channels);
-            for co in c * per_group..(c + 1) * per_group {
-                let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
-                let weight = &weight[co * taps..][..taps];
-                for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                    let src = &dy[oy * ow..][cols];
-                    let a = weight[tap];
-                    zip_strided(&mut grad[iy * w + ix..], sw, src, 1, src.len(), |d, s| {
-                        *d += a * s
+            level.run(|| {
+                for co in c * per_group..(c + 1) * per_group {
+                    let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
+                    let weight = &weight[co * taps..][..taps];
+                    for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                        let src = &dy[oy * ow..][cols];
+                        let a = weight[tap];
+                        zip_strided(&mut grad[iy * w + ix..], sw, src, 1, src.len(), |d, s| {
+                            *d += a * s
+                        });
                     });
-                });
-            }
+                }
+            });
         });
     dx
 }
 
-/// As [`super::kernel::weight_grad`] for a depthwise convolution.
-pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+fn weight_grad_at(level: Level, shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -129,22 +149,24 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
     let mut dw = vec![0.0; shape.out_channels * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(co, grad)| {
         let c = co / per_group;
-        for b in 0..shape.batch {
-            let input = &x[(b * shape.in_channels + c) * h * w..][..h * w];
-            let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
-            for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                let d = &dy[oy * ow..][cols];
-                let input = &input[iy * w + ix..];
-                grad[tap] += if sw == 1 {
-                    dot(d, input)
-                } else {
-                    d.iter()
-                        .zip(input.iter().step_by(sw))
-                        .map(|(d, x)| d * x)
-                        .sum::<f32>()
-                };
-            });
-        }
+        level.run(|| {
+            for b in 0..shape.batch {
+                let input = &x[(b * shape.in_channels + c) * h * w..][..h * w];
+                let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
+                for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                    let d = &dy[oy * ow..][cols];
+                    let input = &input[iy * w + ix..];
+                    grad[tap] += if sw == 1 {
+                        dot(d, input)
+                    } else {
+                        d.iter()
+                            .zip(input.iter().step_by(sw))
+                            .map(|(d, x)| d * x)
+                            .sum::<f32>()
+                    };
+                });
+            }
+        });
     });
     dw
 }
@@ -152,7 +174,7 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::kernel::tests::{BASE, check_kernels, with_outputs};
+    use crate::cpu::kernel::tests::{BASE, check_kernels, values, with_outputs};
 
     #[test]
     fn forward_and_gradients_are_the_definitions() {
@@ -187,6 +209,24 @@ mod tests {
         for shape in shapes {
             assert!(handles(&shape));
             check_kernels(&shape, forward, input_grad, Some(weight_grad));
+            every_level_gives_the_portable_values(&shape);
+        }
+    }
+
+    fn every_level_gives_the_portable_values(shape: &ConvShape) {
+        let x = values(shape.batch * shape.input_len(), 1);
+        let w = values(shape.weight_len(), 2);
+        let dy = values(shape.batch * shape.output_len(), 3);
+        let run = |level| {
+            (
+                forward_at(level, shape, &x, &w),
+                input_grad_at(level, shape, &dy, &w),
+                weight_grad_at(level, shape, &x, &dy),
+            )
+        };
+        let portable = run(Level::Portable);
+        for level in Level::available() {
+            assert!(run(level) == portable, "{level:?} {shape:?}");
         }
     }
 }
