@@ -4,14 +4,19 @@
 //! Burn 0.22 computes a convolution's weight gradient as a convolution of
 //! the input with the output gradient as kernel (on flex, 2.5x the forward
 //! time; on ndarray, a direct loop at about 1 GFLOP/s), and the grouped and
-//! depthwise gradients one group at a time. Here all three products are
-//! im2col + one matrix product per image and group (`kernel`), on the `gemm`
-//! crate Burn's flex backend itself uses, and they reach Burn through a
-//! backend extension: [`CpuConv`] is implemented for `Flex`, `NdArray` and
-//! for `Autodiff` over them, where a handwritten backward node calls the two
-//! gradient kernels. Other dtypes than `f32` and other backends keep Burn's
-//! kernels: [`has_kernels_for`] says when this path is taken
-//! ([`crate::dispatch`] asks it).
+//! depthwise gradients one group at a time. Here the three products are
+//! matrix products on the `gemm` crate Burn's flex backend itself uses: one
+//! per kernel tap on a once-padded input for stride-1 convolutions with
+//! enough channels (`taps`), im2col + one per image and group otherwise
+//! (`kernel`); depthwise convolutions are direct loops (`depthwise`). Batch
+//! norm, with the ReLU after it, is two passes of per-channel loops
+//! (`norm`). They reach Burn through backend extensions: [`CpuConv`] and
+//! [`CpuNorm`] are implemented for `Flex`, `NdArray` and for `Autodiff` over
+//! them, where handwritten backward nodes call the gradient kernels. Other
+//! dtypes than `f32` and other backends keep Burn's kernels:
+//! [`has_kernels_for`] says when this path is taken ([`crate::dispatch`]
+//! asks it). The element-wise loops run with the widest vector
+//! instructions the CPU has (`simd`).
 
 mod depthwise;
 mod extension;
@@ -130,6 +135,8 @@ fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
 fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if depthwise::handles(shape) {
         depthwise::weight_grad(shape, x, dy)
+    } else if taps::suits(shape) {
+        taps::weight_grad(shape, x, dy)
     } else {
         kernel::weight_grad(shape, x, dy)
     }
