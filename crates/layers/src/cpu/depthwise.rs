@@ -1,12 +1,14 @@
 //! Depthwise convolutions (one input channel per group, `m` outputs each) as
-//! direct loops: for each tap, one multiply-add of a shifted input row into
-//! an output row. A plane fits in cache, so this runs near memory speed
+//! direct loops: stride 1 on a padded copy of each plane
+//! ([`depthwise_padded`]); other strides, for each tap, one multiply-add of
+//! a shifted input row into an output row. A plane fits in cache, so this runs near memory speed
 //! where im2col would copy the input `kh * kw` times for a product with
 //! a single row. Each plane's loops are compiled for the widest vector
 //! instructions the CPU has ([`Level`]).
 
 use rayon::prelude::*;
 
+use super::depthwise_padded;
 use super::kernel::ConvShape;
 use super::rows::zip_strided;
 use super::simd::Level;
@@ -82,6 +84,9 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
 }
 
 fn forward_at(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    if shape.stride == [1, 1] {
+        return depthwise_padded::forward(level, shape, x, weight);
+    }
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -96,20 +101,27 @@ fn forward_at(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec
             let (b, co) = (plane / shape.out_channels, plane % shape.out_channels);
             let input = &x[(b * shape.in_channels + co / per_group) * h * w..][..h * w];
             let weight = &weight[co * taps..][..taps];
-            level.run(|| {
-                for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                    let (out, input) = (&mut out[oy * ow + cols.start..], &input[iy * w + ix..]);
-                    let a = weight[tap];
-                    zip_strided(out, 1, input, shape.stride[1], cols.len(), |o, x| {
-                        *o += a * x
-                    });
-                })
-            });
+            level.run(
+                #[inline(always)]
+                || {
+                    for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                        let (out, input) =
+                            (&mut out[oy * ow + cols.start..], &input[iy * w + ix..]);
+                        let a = weight[tap];
+                        zip_strided(out, 1, input, shape.stride[1], cols.len(), |o, x| {
+                            *o += a * x
+                        });
+                    })
+                },
+            );
         });
     y
 }
 
 fn input_grad_at(level: Level, shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+    if shape.stride == [1, 1] {
+        return depthwise_padded::input_grad(level, shape, dy, weight);
+    }
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -123,24 +135,30 @@ fn input_grad_at(level: Level, shape: &ConvShape, dy: &[f32], weight: &[f32]) ->
         .enumerate()
         .for_each(|(plane, grad)| {
             let (b, c) = (plane / shape.in_channels, plane % shape.in_channels);
-            level.run(|| {
-                for co in c * per_group..(c + 1) * per_group {
-                    let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
-                    let weight = &weight[co * taps..][..taps];
-                    for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                        let src = &dy[oy * ow..][cols];
-                        let a = weight[tap];
-                        zip_strided(&mut grad[iy * w + ix..], sw, src, 1, src.len(), |d, s| {
-                            *d += a * s
+            level.run(
+                #[inline(always)]
+                || {
+                    for co in c * per_group..(c + 1) * per_group {
+                        let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
+                        let weight = &weight[co * taps..][..taps];
+                        for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                            let src = &dy[oy * ow..][cols];
+                            let a = weight[tap];
+                            zip_strided(&mut grad[iy * w + ix..], sw, src, 1, src.len(), |d, s| {
+                                *d += a * s
+                            });
                         });
-                    });
-                }
-            });
+                    }
+                },
+            );
         });
     dx
 }
 
 fn weight_grad_at(level: Level, shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if shape.stride == [1, 1] {
+        return depthwise_padded::weight_grad(level, shape, x, dy);
+    }
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
@@ -149,24 +167,27 @@ fn weight_grad_at(level: Level, shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec
     let mut dw = vec![0.0; shape.out_channels * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(co, grad)| {
         let c = co / per_group;
-        level.run(|| {
-            for b in 0..shape.batch {
-                let input = &x[(b * shape.in_channels + c) * h * w..][..h * w];
-                let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
-                for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
-                    let d = &dy[oy * ow..][cols];
-                    let input = &input[iy * w + ix..];
-                    grad[tap] += if sw == 1 {
-                        dot(d, input)
-                    } else {
-                        d.iter()
-                            .zip(input.iter().step_by(sw))
-                            .map(|(d, x)| d * x)
-                            .sum::<f32>()
-                    };
-                });
-            }
-        });
+        level.run(
+            #[inline(always)]
+            || {
+                for b in 0..shape.batch {
+                    let input = &x[(b * shape.in_channels + c) * h * w..][..h * w];
+                    let dy = &dy[(b * shape.out_channels + co) * oh * ow..][..oh * ow];
+                    for_each_tap_row(shape, |tap, oy, iy, cols, ix| {
+                        let d = &dy[oy * ow..][cols];
+                        let input = &input[iy * w + ix..];
+                        grad[tap] += if sw == 1 {
+                            dot(d, input)
+                        } else {
+                            d.iter()
+                                .zip(input.iter().step_by(sw))
+                                .map(|(d, x)| d * x)
+                                .sum::<f32>()
+                        };
+                    });
+                }
+            },
+        );
     });
     dw
 }
@@ -205,7 +226,31 @@ mod tests {
                 padding: [0, 3],
                 ..depthwise
             },
+            // Rows of 37: two groups of sixteen lanes and a partial one.
+            ConvShape {
+                input: [5, 37],
+                kernel: [3, 3],
+                padding: [1, 1],
+                ..depthwise
+            },
+            // Stride 2 along one axis only.
+            ConvShape {
+                stride: [2, 1],
+                ..depthwise
+            },
         ]);
+        let mut shapes = shapes;
+        // Stride 1 with no trailing padding (the output says so), and an
+        // input smaller than the kernel.
+        for (input, padding, output) in [([5, 6], [2, 1], [5, 6]), ([2, 9], [1, 1], [2, 9])] {
+            shapes.push(ConvShape {
+                input,
+                kernel: [3, 3],
+                padding,
+                output,
+                ..depthwise
+            });
+        }
         for shape in shapes {
             assert!(handles(&shape));
             check_kernels(&shape, forward, input_grad, Some(weight_grad));

@@ -19,6 +19,7 @@
 //! instructions the CPU has (`simd`).
 
 mod depthwise;
+mod depthwise_padded;
 mod extension;
 mod kernel;
 mod norm;

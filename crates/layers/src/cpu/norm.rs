@@ -84,7 +84,10 @@ fn channel_sum(x: &[f32], planes: Planes, c: usize, f: impl Fn(f32) -> f64 + Cop
     (0..planes.n)
         .map(|b| {
             let plane = &x[(b * planes.channels + c) * planes.plane..][..planes.plane];
-            planes.level.run(|| lane_sum(plane, f))
+            planes.level.run(
+                #[inline(always)]
+                || lane_sum(plane, f),
+            )
         })
         .sum()
 }
@@ -122,11 +125,14 @@ pub(crate) fn channel_stats_grad(
     planes.par_planes(&mut dx).for_each(|(i, c, out)| {
         let (mean, g_mean, g_var) = (stats[c], grad[c] / m, 2.0 * grad[channels + c] / m);
         let x = &x[i * planes.plane..][..planes.plane];
-        planes.level.run(|| {
-            for (d, &v) in out.iter_mut().zip(x) {
-                *d = g_mean + g_var * (v - mean);
-            }
-        });
+        planes.level.run(
+            #[inline(always)]
+            || {
+                for (d, &v) in out.iter_mut().zip(x) {
+                    *d = g_mean + g_var * (v - mean);
+                }
+            },
+        );
     });
     dx
 }
@@ -147,12 +153,15 @@ impl Affine<'_> {
         planes.par_planes(&mut y).for_each(|(i, c, out)| {
             let (a, b, relu) = (self.scale[c], self.shift[c], self.relu);
             let x = &x[i * planes.plane..][..planes.plane];
-            planes.level.run(|| {
-                for (o, &v) in out.iter_mut().zip(x) {
-                    let y = v * a + b;
-                    *o = if relu && y <= 0.0 { 0.0 } else { y };
-                }
-            });
+            planes.level.run(
+                #[inline(always)]
+                || {
+                    for (o, &v) in out.iter_mut().zip(x) {
+                        let y = v * a + b;
+                        *o = if relu && y <= 0.0 { 0.0 } else { y };
+                    }
+                },
+            );
         });
         y
     }
@@ -169,7 +178,10 @@ impl Affine<'_> {
                 let at = i * planes.plane;
                 let (dy, x) = (&dy[at..][..planes.plane], &x[at..][..planes.plane]);
                 let (a, b, relu) = (self.scale[c], self.shift[c], self.relu);
-                let (dot, total) = planes.level.run(|| affine_grads(dy, x, out, [a, b], relu));
+                let (dot, total) = planes.level.run(
+                    #[inline(always)]
+                    || affine_grads(dy, x, out, [a, b], relu),
+                );
                 (c, dot, total)
             })
             .collect();

@@ -51,8 +51,9 @@ impl Level {
     }
 
     /// Runs `f` compiled for this level, or for the portable one where the
-    /// CPU lacks it. Functions `f` calls are compiled for the level only if
-    /// they are inlined into it: mark them `#[inline(always)]`.
+    /// CPU lacks it. Code is compiled for the level only where it is inlined
+    /// into the level's function: mark `f` (a closure too) and the
+    /// functions it calls `#[inline(always)]`.
     #[inline(always)]
     pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
         #[cfg(target_arch = "x86_64")]
