@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::depthwise_padded;
-use super::kernel::ConvShape;
+use super::kernel::{ConvShape, zeros};
 use super::rows::zip_strided;
 use super::simd::Level;
 
@@ -91,7 +91,7 @@ fn forward_at(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
     let per_group = shape.out_channels / shape.groups;
-    let mut y = vec![0.0; shape.batch * shape.out_channels * oh * ow];
+    let mut y = zeros(shape.batch * shape.out_channels * oh * ow);
     if y.is_empty() {
         return y;
     }
@@ -127,7 +127,7 @@ fn input_grad_at(level: Level, shape: &ConvShape, dy: &[f32], weight: &[f32]) ->
     let taps = shape.kernel[0] * shape.kernel[1];
     let per_group = shape.out_channels / shape.groups;
     let sw = shape.stride[1];
-    let mut dx = vec![0.0; shape.batch * shape.in_channels * h * w];
+    let mut dx = zeros(shape.batch * shape.in_channels * h * w);
     if dx.is_empty() {
         return dx;
     }

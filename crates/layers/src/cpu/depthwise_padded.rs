@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::kernel::ConvShape;
+use super::kernel::{ConvShape, zeros};
 use super::simd::Level;
 
 /// Lanes of the weight gradient's sums: one AVX-512 register of `f32`.
@@ -104,7 +104,7 @@ pub(super) fn forward(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]
     let per_group = shape.out_channels / shape.groups;
     let frame = input_frame(shape);
     let offsets = forward_taps(shape, &frame);
-    let mut y = vec![0.0; shape.batch * shape.out_channels * oh * ow];
+    let mut y = zeros(shape.batch * shape.out_channels * oh * ow);
     if y.is_empty() {
         return y;
     }
@@ -143,7 +143,7 @@ pub(super) fn input_grad(level: Level, shape: &ConvShape, dy: &[f32], weight: &[
     let offsets: Vec<usize> = (0..taps)
         .map(|t| frame.offset(ph + dh * (kh - 1 - t / kw), pw + dw * (kw - 1 - t % kw)))
         .collect();
-    let mut dx = vec![0.0; shape.batch * shape.in_channels * h * w];
+    let mut dx = zeros(shape.batch * shape.in_channels * h * w);
     if dx.is_empty() {
         return dx;
     }

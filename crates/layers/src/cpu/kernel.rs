@@ -433,6 +433,21 @@ impl Drop for Scratch {
     }
 }
 
+/// Values below which a buffer is zeroed by the calling thread alone.
+const PARALLEL_ZEROS: usize = 1 << 16;
+
+/// A buffer of `len` zeros for a kernel's output, zeroed by all threads
+/// together when it is large: the allocator hands back reused memory, which
+/// `calloc` zeroes on the calling thread while the others wait.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    if len < PARALLEL_ZEROS {
+        return vec![0.0; len];
+    }
+    let mut buffer = Vec::with_capacity(len);
+    buffer.par_extend(rayon::iter::repeat_n(0.0, len));
+    buffer
+}
+
 /// Runs `per_image(image, output, scratch)` for every image, in parallel when [`split`] says so.
 pub(super) fn for_each_image<T: Send>(
     batch: usize,
@@ -459,7 +474,7 @@ pub(super) fn for_each_image<T: Send>(
 /// `[n, c_out, oh, ow]`, without bias.
 pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
-    let mut y = vec![0.0; shape.batch * shape.output_len()];
+    let mut y = zeros(shape.batch * shape.output_len());
     if shape.batch == 0 || p == 0 {
         return y;
     }
@@ -489,7 +504,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
 /// It is also the transposed convolution of `dy` with `weight`.
 pub(crate) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     let (k, go, p) = (shape.taps(), shape.group_out(), shape.pixels_out());
-    let mut dx = vec![0.0; shape.batch * shape.input_len()];
+    let mut dx = zeros(shape.batch * shape.input_len());
     if shape.batch == 0 || p == 0 {
         return dx;
     }

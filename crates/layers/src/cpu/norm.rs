@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::kernel::zeros;
 use super::simd::Level;
 
 /// Lanes of a sum: one AVX-512 register of `f64`.
@@ -121,7 +122,7 @@ pub(crate) fn channel_stats_grad(
 ) -> Vec<f32> {
     let channels = planes.channels;
     let m = planes.per_channel().max(1) as f32;
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = zeros(x.len());
     planes.par_planes(&mut dx).for_each(|(i, c, out)| {
         let (mean, g_mean, g_var) = (stats[c], grad[c] / m, 2.0 * grad[channels + c] / m);
         let x = &x[i * planes.plane..][..planes.plane];
@@ -149,7 +150,7 @@ pub(crate) struct Affine<'a> {
 impl Affine<'_> {
     /// The map applied to `x`.
     pub(crate) fn apply(&self, x: &[f32], planes: Planes) -> Vec<f32> {
-        let mut y = vec![0.0; x.len()];
+        let mut y = zeros(x.len());
         planes.par_planes(&mut y).for_each(|(i, c, out)| {
             let (a, b, relu) = (self.scale[c], self.shift[c], self.relu);
             let x = &x[i * planes.plane..][..planes.plane];
@@ -171,7 +172,7 @@ impl Affine<'_> {
     /// of `scale` and `shift`), where `g` is `dy` with ReLU's mask (zero where
     /// the output is not positive, as PyTorch) or `dy` itself.
     pub(crate) fn grads(&self, dy: &[f32], x: &[f32], planes: Planes) -> (Vec<f32>, Vec<f32>) {
-        let mut dx = vec![0.0; x.len()];
+        let mut dx = zeros(x.len());
         let partial: Vec<(usize, f64, f64)> = planes
             .par_planes(&mut dx)
             .map(|(i, c, out)| {

@@ -23,7 +23,9 @@
 //! gradient per tap took forward+backward from 19.0 to 16.2 ms, and the
 //! U-Net training step from 117-125 to 110-115 ms (`docs/performance.md`).
 
-use super::kernel::{ConvShape, Mat, MatMut, accumulate_weight_grad, for_each_image, matmul};
+use super::kernel::{
+    ConvShape, Mat, MatMut, accumulate_weight_grad, for_each_image, matmul, zeros,
+};
 
 /// Channels per group below which one product per tap is too narrow to
 /// beat im2col's single wide one.
@@ -152,7 +154,7 @@ pub(super) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32]) -> Vec<f32> 
     let (gi, go, p) = (shape.group_in(), shape.group_out(), shape.pixels_out());
     let (n, taps) = (padded.columns(shape), shape.kernel[0] * shape.kernel[1]);
     let xp_len = shape.in_channels * padded.plane;
-    let mut y = vec![0.0; shape.batch * shape.output_len()];
+    let mut y = zeros(shape.batch * shape.output_len());
     if shape.batch == 0 || p == 0 {
         return y;
     }
@@ -193,7 +195,7 @@ pub(super) fn input_grad(shape: &ConvShape, dy: &[f32], weight: &[f32]) -> Vec<f
     let (gi, go, p) = (shape.group_in(), shape.group_out(), shape.pixels_out());
     let (n, taps) = (padded.columns(shape), shape.kernel[0] * shape.kernel[1]);
     let dxp_len = shape.in_channels * padded.plane;
-    let mut dx = vec![0.0; shape.batch * shape.input_len()];
+    let mut dx = zeros(shape.batch * shape.input_len());
     if shape.batch == 0 || p == 0 {
         return dx;
     }
