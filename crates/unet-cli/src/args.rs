@@ -55,13 +55,22 @@ fn defaults() -> TrainingConfig {
 pub struct TrainArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
+    /// Data-parallel training on several devices (0,1): each takes an equal
+    /// share of every --batch-size batch (which must be a multiple of the
+    /// device count), and each scales its loss by that share, so their summed
+    /// gradients make the step one device would. wgpu: GPUs
+    /// by index as --device counts them; a software adapter (lavapipe)
+    /// serves 0 and 1. flex: replicas on the same CPU, to check, not for
+    /// speed. Batch norm statistics are per device.
+    #[arg(long, conflicts_with = "device")]
+    pub devices: Option<DevicesArg>,
     /// `synthetic` (generated shapes) or a folder with images/ and masks/.
     #[arg(long, default_value = "synthetic", conflicts_with = "resume")]
     pub data: String,
     /// Epochs.
     #[arg(long, default_value_t = defaults().epochs, conflicts_with = "resume")]
     pub epochs: usize,
-    /// Samples per batch.
+    /// Samples per batch (per optimizer step; with --devices, split between them).
     #[arg(long, default_value_t = defaults().batch_size, conflicts_with = "resume")]
     pub batch_size: usize,
     /// Training samples per epoch (the training images cycled, reshuffled and
@@ -113,7 +122,7 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last complete checkpoint
-    /// (--backend and --device may change; nothing else).
+    /// (--backend, --device and --devices may change; nothing else).
     #[arg(long)]
     pub resume: Option<PathBuf>,
 }
@@ -228,6 +237,25 @@ impl FromStr for ListArg {
                     .ok_or_else(|| format!("'{part}' is not a number"))
             })
             .collect::<Result<Vec<f32>, String>>()
+            .map(Self)
+    }
+}
+
+/// Device numbers separated by commas: `0,1`.
+#[derive(Clone, Debug)]
+pub struct DevicesArg(pub Vec<usize>);
+
+impl FromStr for DevicesArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("'{part}' is not a device number (0, 1, ...)"))
+            })
+            .collect::<Result<Vec<usize>, String>>()
             .map(Self)
     }
 }

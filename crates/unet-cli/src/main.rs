@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::error::ErrorKind;
 use unet::UNetConfig;
-use unet_train::config::{DataSource, Preprocess, RunConfig, SYNTHETIC_SIZE, TrainingConfig};
+use unet_train::config::{
+    DataSource, Preprocess, RunConfig, SYNTHETIC_SIZE, TrainingConfig, devices_text,
+};
 use unet_train::data::FolderDataset;
 use unet_train::predict::{Event, Layout, Prediction};
 use unet_train::train::{Progress, SUPERSEDED_DIR, TrainReport, resume_point, train};
@@ -101,6 +103,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// Mesa's drivers, asked for a display while wgpu looks for adapters, print
 /// an error line per attempt; they get an empty private folder instead.
 fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor::Device, CliError> {
+    use_backend(backend);
+    backend.open(gpu)
+}
+
+/// Points Burn's default device (`BURN_DEVICE`) at `backend`, and gives
+/// Mesa's drivers a runtime folder where there is none (see [`open_device`]).
+fn use_backend(backend: BackendKind) {
     let runtime = (backend == BackendKind::Wgpu && std::env::var_os("XDG_RUNTIME_DIR").is_none())
         .then(private_runtime_dir)
         .flatten();
@@ -112,7 +121,6 @@ fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor:
             std::env::set_var("XDG_RUNTIME_DIR", dir);
         }
     }
-    backend.open(gpu)
 }
 
 /// A folder only this user can enter (made once per user), for `XDG_RUNTIME_DIR`.
@@ -309,6 +317,7 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
             let training = config.training.as_mut().ok_or(CliError::NotTrainable)?;
             training.backend = args.backend.backend;
             training.gpu = args.backend.device;
+            training.devices = args.devices.as_ref().map(|list| list.0.clone());
             (config, dir.clone(), true)
         }
         None => {
@@ -320,17 +329,26 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
         }
     };
     let training = config.training()?;
-    let device = open_device(training.backend, training.gpu)?;
+    // A resumed run's settings are checked here too: --devices against its batch size.
+    training.validate()?;
+    use_backend(training.backend);
+    let devices = training
+        .backend
+        .open_all(training.devices.as_deref(), training.gpu)?;
+    let device = &devices[0];
     let from = if resume {
-        resume_notes(&config, &dir, &device)?
+        resume_notes(&config, &dir, device)?
     } else {
         String::new()
     };
+    let on = match &training.devices {
+        Some(list) => format!("{} (devices {})", training.backend, devices_text(list)),
+        None => training.backend.to_string(),
+    };
     println!(
-        "{} {} on {}: {}, {} epochs, into {}{from}",
+        "{} {} on {on}: {}, {} epochs, into {}{from}",
         if resume { "resuming" } else { "training" },
         describe(&config.model),
-        training.backend,
         match &training.data {
             DataSource::Synthetic { samples, size } =>
                 format!("{samples} synthetic {size}x{size} images"),
@@ -419,6 +437,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
         augment: !args.no_augment,
         backend: args.backend.backend,
         gpu: args.backend.device,
+        devices: args.devices.as_ref().map(|list| list.0.clone()),
         ..TrainingConfig::synthetic()
     };
     args.recipe.apply(&mut training);

@@ -459,6 +459,104 @@ fn a_missing_gpu_is_one_line() {
 }
 
 #[test]
+fn device_lists_that_cannot_work_are_one_line() {
+    let root = scratch("devices-refused");
+    let out = root.join("out");
+    let refused: [(&[&str], &[&str]); 5] = [
+        (
+            &["--devices", "0,0"],
+            &["--devices 0,0", "each device named once"],
+        ),
+        (
+            &["--devices", "x"],
+            &["--devices", "'x' is not a device number"],
+        ),
+        (
+            &["--devices", "0,1", "--device", "0"],
+            &["--devices", "cannot be used with", "--device"],
+        ),
+        (
+            &["--backend", "ndarray", "--devices", "0,1"],
+            &["--devices 0,1", "--backend wgpu or flex"],
+        ),
+        (
+            &["--devices", "0,1", "--epoch-samples", "1"],
+            &["--devices 0,1", "the 1 training images of an epoch"],
+        ),
+    ];
+    for (extra, expected) in refused {
+        fails_with(&train_args(&out, extra), expected);
+        assert!(!out.exists(), "{extra:?}: nothing written");
+    }
+    // TINY sets --batch-size 4; these set their own.
+    let small = |extra: &[&'static str]| {
+        let mut args = vec!["train", "--out", path(&out), "--samples", "24"];
+        args.extend(["--image-size", "16"]);
+        args.extend(extra);
+        args
+    };
+    fails_with(
+        &small(&["--batch-size", "3", "--devices", "0,1"]),
+        &[
+            "--batch-size 3",
+            "a multiple of the 2 devices of --devices 0,1",
+        ],
+    );
+    // Lavapipe serves devices 0 and 1; a machine with GPUs has no GPU 2 either.
+    let wgpu = [
+        "--batch-size",
+        "6",
+        "--backend",
+        "wgpu",
+        "--devices",
+        "0,1,2",
+    ];
+    fails_with(&small(&wgpu), &["--devices 0,1,2"]);
+    let stderr = String::from_utf8_lossy(&unet(&small(&wgpu)).stderr).into_owned();
+    assert!(!stderr.contains("--batch-size"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `unet train --devices 0,1` on `backend`, one epoch of the tiny run without
+/// normalisation: it trains, says so, and records the devices.
+fn trains_on_two_devices(backend: &str) {
+    let root = scratch(&format!("devices-{backend}"));
+    let out = root.join("run");
+    let extra = [
+        "--backend",
+        backend,
+        "--devices",
+        "0,1",
+        "--epochs",
+        "1",
+        "--norm",
+        "none",
+        "--loss",
+        "ce",
+    ];
+    let stdout = succeeds(&train_args(&out, &extra));
+    assert!(
+        stdout.contains(&format!("on {backend} (devices 0,1)")),
+        "{stdout}"
+    );
+    let config = unet_train::model_dir::read_config(&out).unwrap();
+    assert_eq!(config.training.unwrap().devices, Some(vec![0, 1]));
+    assert!(out.join("model.bpk").is_file());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn training_on_two_flex_devices_records_them() {
+    trains_on_two_devices("flex");
+}
+
+#[test]
+fn training_on_two_wgpu_devices_records_them() {
+    trains_on_two_devices("wgpu");
+}
+
+#[test]
 fn resize_sizes_out_of_range_are_named() {
     let root = scratch("resize");
     let data = root.join("data");

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, DeviceKind, Tensor};
+use burn::tensor::{Device, DeviceKind, DeviceType, Tensor};
 
+use crate::config::devices_text;
 use crate::error::CliError;
 
 /// A Burn backend, picked at run time: Burn 0.22 dispatches on the device, so
@@ -68,6 +69,48 @@ impl BackendKind {
         Ok(device)
     }
 
+    /// The devices of a data-parallel run (`Some` list, `--devices`), each
+    /// checked to work as by [`BackendKind::open`]; or, for `None`, the
+    /// one device of `--device` (`gpu`). The first is the main device: it
+    /// holds the model and the optimizer, and runs validation.
+    ///
+    /// - `Flex`: as many replicas of the one CPU device (for checking: they
+    ///   share its cores).
+    /// - `Wgpu`: discrete GPU `i` for each `i`, as `--device i`; where the
+    ///   only adapter is a software one (lavapipe), 0 is the default device
+    ///   and 1 a second logical device on the same adapter.
+    /// - `Ndarray`: refused.
+    pub fn open_all(
+        self,
+        devices: Option<&[usize]>,
+        gpu: Option<usize>,
+    ) -> Result<Vec<Device>, CliError> {
+        let Some(list) = devices else {
+            return Ok(vec![self.open(gpu)?]);
+        };
+        let shown = devices_text(list);
+        match self {
+            BackendKind::Flex => Ok(vec![Device::flex(); list.len()]),
+            BackendKind::Ndarray => Err(CliError::option(
+                "--devices",
+                shown,
+                "used with --backend wgpu or flex (ndarray trains on one device)",
+            )),
+            BackendKind::Wgpu => {
+                let devices = wgpu_devices(list, &shown)?;
+                for (device, index) in devices.iter().zip(list) {
+                    probe(device).map_err(|reason| {
+                        CliError::Device(format!(
+                            "--backend wgpu --devices {shown}: device {index} does not work \
+                             (no such GPU, or no Vulkan, Metal or DirectX 12 driver: {reason})"
+                        ))
+                    })?;
+                }
+                Ok(devices)
+            }
+        }
+    }
+
     /// The name used on command lines: `flex`, `ndarray` or `wgpu`.
     pub fn name(self) -> &'static str {
         match self {
@@ -82,6 +125,38 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The wgpu devices of `--devices` (shown as `shown`): discrete GPUs by
+/// index, or, where every adapter is a software one, the two logical
+/// devices it can serve.
+fn wgpu_devices(list: &[usize], shown: &str) -> Result<Vec<Device>, CliError> {
+    if !software_only() {
+        return Ok(list
+            .iter()
+            .map(|&index| Device::wgpu(DeviceKind::DiscreteGpu(index)))
+            .collect());
+    }
+    list.iter()
+        .map(|&index| match index {
+            0 => Ok(Device::wgpu(DeviceKind::DefaultDevice)),
+            1 => Ok(Device::wgpu(DeviceKind::Cpu)),
+            _ => Err(CliError::option(
+                "--devices",
+                shown,
+                "0 and 1 at most: this machine's only GPU adapter is a software one \
+                 (such as lavapipe), which serves two logical devices, 0 and 1",
+            )),
+        })
+        .collect()
+}
+
+/// Whether wgpu finds adapters and all of them are software (CPU) ones.
+/// Listing adapters opens no device.
+fn software_only() -> bool {
+    let adapters = crate::guard::catch(|| Device::enumerate(DeviceType::Wgpu).to_vec());
+    let cpu = Device::wgpu(DeviceKind::Cpu);
+    adapters.is_ok_and(|list| !list.is_empty() && list.iter().all(|d| *d == cpu))
 }
 
 /// Computes a small sum on `device` (an element-wise and a reduction
@@ -131,6 +206,44 @@ mod tests {
         assert_eq!(
             "cuda".parse::<BackendKind>().unwrap_err().to_string(),
             "unknown backend 'cuda': expected flex, ndarray or wgpu"
+        );
+    }
+
+    #[test]
+    fn device_lists_open_replicas_on_flex_and_nothing_on_ndarray() {
+        let flex = BackendKind::Flex.open_all(Some(&[0, 1]), None).unwrap();
+        assert_eq!(flex, [Device::flex(), Device::flex()]);
+        assert_eq!(BackendKind::Flex.open_all(None, None).unwrap().len(), 1);
+        let refused = BackendKind::Ndarray.open_all(Some(&[0, 1]), None);
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "--devices 0,1: must be used with --backend wgpu or flex (ndarray trains on one device)"
+        );
+    }
+
+    /// On a machine whose only adapter is a software one (lavapipe, as in
+    /// CI): two distinct working devices, the first the default device,
+    /// and no third. Elsewhere `--devices` names discrete GPUs, as `--device`.
+    #[test]
+    fn a_software_adapter_serves_two_wgpu_devices() {
+        if !software_only() {
+            let gpus = wgpu_devices(&[0, 1], "0,1").unwrap();
+            assert_eq!(
+                gpus,
+                [0, 1].map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i)))
+            );
+            return;
+        }
+        let devices = BackendKind::Wgpu.open_all(Some(&[0, 1]), None).unwrap();
+        assert_ne!(devices[0], devices[1]);
+        assert_eq!(devices[0], BackendKind::Wgpu.device());
+        assert_eq!(devices[1], Device::wgpu(DeviceKind::Cpu));
+        let refused = BackendKind::Wgpu.open_all(Some(&[0, 1, 2]), None);
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .starts_with("--devices 0,1,2: must be 0 and 1 at most"),
         );
     }
 }

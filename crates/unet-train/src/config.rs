@@ -27,6 +27,14 @@ pub const MAX_SIDE: usize = 1 << 16;
 pub const MAX_EPOCHS: usize = 1_000_000;
 /// The most classes: masks hold 8-bit class indices.
 pub const MAX_CLASSES: usize = 256;
+/// Most devices `--devices` may name.
+pub const MAX_DEVICES: usize = 64;
+
+/// A device list as `--devices` takes it: `0,1`.
+pub fn devices_text(list: &[usize]) -> String {
+    let numbers: Vec<String> = list.iter().map(usize::to_string).collect();
+    numbers.join(",")
+}
 
 /// Everything needed to rebuild a model and feed it images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +168,11 @@ pub struct TrainingConfig {
     pub backend: BackendKind,
     /// The GPU index for `wgpu` (`None`: the default adapter).
     pub gpu: Option<usize>,
+    /// Data-parallel training on these devices of `backend` (`--devices`):
+    /// each takes an equal share of every batch, and their gradients are
+    /// summed into one optimizer step. `None` is one device (`gpu`).
+    #[serde(default)]
+    pub devices: Option<Vec<usize>>,
 }
 
 impl TrainingConfig {
@@ -194,7 +207,61 @@ impl TrainingConfig {
             class_weights: None,
             backend: BackendKind::Flex,
             gpu: None,
+            devices: None,
         }
+    }
+
+    /// The number of devices trained on: one unless `--devices` names more.
+    pub fn device_count(&self) -> usize {
+        self.devices.as_ref().map_or(1, |list| list.len().max(1))
+    }
+
+    /// Checks `--devices` against itself, `--device`, the backend and the
+    /// batch size, which every device must get an equal share of.
+    fn validate_devices(&self) -> Result<(), CliError> {
+        let Some(list) = &self.devices else {
+            return Ok(());
+        };
+        let shown = devices_text(list);
+        if !(1..=MAX_DEVICES).contains(&list.len()) {
+            let expected = format!("1 to {MAX_DEVICES} device numbers");
+            return Err(CliError::option("--devices", shown, &expected));
+        }
+        let mut sorted = list.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != list.len() {
+            return Err(CliError::option(
+                "--devices",
+                shown,
+                "distinct device numbers (each device named once)",
+            ));
+        }
+        if let Some(gpu) = self.gpu {
+            return Err(CliError::option(
+                "--devices",
+                shown,
+                &format!("given without --device {gpu} (one or the other)"),
+            ));
+        }
+        if self.backend == BackendKind::Ndarray {
+            return Err(CliError::option(
+                "--devices",
+                shown,
+                "used with --backend wgpu or flex (ndarray trains on one device)",
+            ));
+        }
+        if !self.batch_size.is_multiple_of(list.len()) {
+            return Err(CliError::option(
+                "--batch-size",
+                self.batch_size,
+                &format!(
+                    "a multiple of the {} devices of --devices {shown} (each device takes an equal share of a batch)",
+                    list.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the loss settings against the class count.
@@ -292,6 +359,7 @@ impl TrainingConfig {
         if self.epoch_samples == Some(0) {
             return fail("--epoch-samples", "0".into(), "at least 1");
         }
+        self.validate_devices()?;
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return fail("--lr", self.lr.to_string(), "in (0, 1]");
         }
@@ -403,6 +471,62 @@ mod tests {
         assert!(json.contains("\"backend\": \"wgpu\""), "{json}");
         assert!(json.contains("\"kind\": \"folder\""), "{json}");
         assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), config);
+    }
+
+    #[test]
+    fn device_lists_round_trip_and_old_files_have_none() {
+        let mut config = RunConfig::trained(
+            UNetConfig::new(1, 2),
+            Preprocess::resized(None),
+            TrainingConfig {
+                devices: Some(vec![0, 1]),
+                ..TrainingConfig::synthetic()
+            },
+        );
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains("\"devices\":[0,1]"), "{json}");
+        assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), config);
+        // A config.json written before `devices` existed still loads.
+        config.training.as_mut().unwrap().devices = None;
+        let old = serde_json::to_string(&config)
+            .unwrap()
+            .replace(",\"devices\":null", "");
+        assert!(!old.contains("devices"), "{old}");
+        assert_eq!(serde_json::from_str::<RunConfig>(&old).unwrap(), config);
+    }
+
+    #[test]
+    fn device_lists_are_checked_against_the_other_settings() {
+        let with = |devices: Vec<usize>, change: fn(&mut TrainingConfig)| {
+            let mut training = TrainingConfig {
+                devices: Some(devices),
+                ..TrainingConfig::synthetic()
+            };
+            change(&mut training);
+            training.validate().err().map(|err| err.to_string())
+        };
+        assert_eq!(with(vec![0, 1], |_| {}), None);
+        assert_eq!(
+            with(vec![0, 0], |_| {}).unwrap(),
+            "--devices 0,0: must be distinct device numbers (each device named once)"
+        );
+        assert_eq!(
+            with(vec![], |_| {}).unwrap(),
+            "--devices : must be 1 to 64 device numbers"
+        );
+        assert_eq!(
+            with(vec![0, 1], |t| t.gpu = Some(0)).unwrap(),
+            "--devices 0,1: must be given without --device 0 (one or the other)"
+        );
+        assert_eq!(
+            with(vec![0, 1], |t| t.backend = BackendKind::Ndarray).unwrap(),
+            "--devices 0,1: must be used with --backend wgpu or flex (ndarray trains on one device)"
+        );
+        assert_eq!(
+            with(vec![0, 1], |t| t.batch_size = 3).unwrap(),
+            "--batch-size 3: must be a multiple of the 2 devices of --devices 0,1 \
+             (each device takes an equal share of a batch)"
+        );
     }
 
     #[test]

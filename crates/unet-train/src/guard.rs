@@ -13,7 +13,10 @@
 //! first one numbered after it began, so calls that overlap (tests run in
 //! parallel) do not take messages recorded before them. A message recorded
 //! during a call that then returns normally (a worker thread's panic the
-//! library handled) is printed to stderr, as the hook would have.
+//! library handled) is printed to stderr, as the hook would have; or, with
+//! [`catch_handled`], handed to the caller, whose result may already report
+//! it (burn-train's multi-device workers catch their own panics and return
+//! them as the run's error).
 
 use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::sync::Mutex;
@@ -41,6 +44,22 @@ fn recorded() -> std::sync::MutexGuard<'static, Recorded> {
 /// Runs `f`; a panic inside it becomes `Err` with the first line of the
 /// first panic message recorded since it began (or of the panic itself).
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let (value, handled) = catch_handled(f)?;
+    print_handled(&handled);
+    Ok(value)
+}
+
+/// Prints the panics a call handled ([`catch_handled`]) to stderr, one
+/// line each.
+pub fn print_handled(handled: &[String]) {
+    for message in handled {
+        eprintln!("internal error in a call that went on: {message}");
+    }
+}
+
+/// [`catch`], returning with the value the first lines of the panics that
+/// were recorded while `f` ran and that it handled, rather than printing them.
+pub fn catch_handled<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
     let start = {
         let mut state = recorded();
         state.active += 1;
@@ -62,15 +81,7 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
         mine
     };
     match result {
-        Ok(value) => {
-            for message in mine {
-                eprintln!(
-                    "internal error in a call that went on: {}",
-                    first_line(&message)
-                );
-            }
-            Ok(value)
-        }
+        Ok(value) => Ok((value, mine.iter().map(|m| first_line(m)).collect())),
         Err(payload) => {
             let own = payload_text(payload.as_ref())
                 .unwrap_or_else(|| "a panic without a message".into());

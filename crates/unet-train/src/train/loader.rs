@@ -28,6 +28,11 @@ pub struct SegmentationBatch {
     /// `[batch, height, width]`: the loss weight of each pixel (the U-Net
     /// paper's weight map), when the run uses one.
     pub weights: Option<Tensor<3>>,
+    /// This batch's share of the optimizer step it belongs to: its samples
+    /// over the step's. 1 on one device; with several devices each takes a
+    /// part of one batch, and its loss is scaled by its share so that the
+    /// summed gradients are those of the whole batch's mean loss.
+    pub share: f32,
 }
 
 impl SegmentationBatch {
@@ -55,6 +60,7 @@ impl SegmentationBatch {
             images: Tensor::from_data(TensorData::new(images, [n, c, h, w]), device),
             masks: Tensor::from_data(TensorData::new(masks, [n, h, w]), device),
             weights: None,
+            share: 1.0,
         }
     }
 
@@ -108,6 +114,13 @@ pub enum Order {
 
 /// Batches of a dataset, epoch after epoch. Each call to
 /// [`DataLoader::iter`] is the next epoch.
+///
+/// For several devices ([`EpochLoader::with_devices`]), burn-train splits
+/// the loader with [`DataLoader::slice`] into one shard per device. Shard
+/// `k` of `n` serves, of every batch the whole loader would serve, the
+/// positions `[k r / n, (k + 1) r / n)` (`r` that batch's size), with the
+/// same samples and augmentation: the shards' batches of one step together
+/// are the one-device batch.
 pub struct EpochLoader {
     dataset: Arc<dyn Dataset<Sample>>,
     indices: Vec<usize>,
@@ -116,6 +129,10 @@ pub struct EpochLoader {
     border: Option<BorderWeight>,
     next_epoch: Arc<AtomicUsize>,
     device: Device,
+    /// The devices [`DataLoader::slice`] splits batches between.
+    devices: usize,
+    /// This loader's part of each batch, when it is a slice.
+    shard: Option<usize>,
 }
 
 impl EpochLoader {
@@ -137,6 +154,52 @@ impl EpochLoader {
             border: None,
             next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
             device,
+            devices: 1,
+            shard: None,
+        }
+    }
+
+    /// A loader whose slices ([`DataLoader::slice`], as burn-train's
+    /// multi-device training takes them) split each batch between
+    /// `devices` devices, rather than the samples: `batch_size` stays the
+    /// batch of one optimizer step.
+    pub fn with_devices(mut self, devices: usize) -> Self {
+        self.devices = devices.max(1);
+        self
+    }
+
+    /// A copy with a fresh epoch counter at this loader's next epoch, on
+    /// `device`, serving `shard`.
+    fn copy(&self, device: &Device, shard: Option<usize>) -> Self {
+        Self {
+            dataset: self.dataset.clone(),
+            indices: self.indices.clone(),
+            batch_size: self.batch_size,
+            order: self.order,
+            border: self.border,
+            next_epoch: self.counter_copy(),
+            device: device.clone(),
+            devices: self.devices,
+            shard,
+        }
+    }
+
+    /// The positions of a batch of `size` that this loader serves.
+    fn part(&self, size: usize) -> std::ops::Range<usize> {
+        match self.shard {
+            Some(k) => k * size / self.devices..(k + 1) * size / self.devices,
+            None => 0..size,
+        }
+    }
+
+    /// Samples in an epoch of the whole loader (all shards).
+    fn epoch_len(&self) -> usize {
+        match self.order {
+            Order::Shuffled {
+                epoch_samples: Some(n),
+                ..
+            } if !self.indices.is_empty() => n,
+            _ => self.indices.len(),
         }
     }
 
@@ -226,65 +289,63 @@ impl DataLoader<SegmentationBatch> for EpochLoader {
         Box::new(EpochIter {
             loader: self,
             plan: self.plan(epoch),
+            served: 0,
+            total: self.num_items(),
         })
     }
 
     fn num_items(&self) -> usize {
-        match self.order {
-            Order::Shuffled {
-                epoch_samples: Some(n),
-                ..
-            } => n,
-            _ => self.indices.len(),
-        }
+        let len = self.epoch_len();
+        let full = len / self.batch_size;
+        full * self.part(self.batch_size).len() + self.part(len % self.batch_size).len()
     }
 
     fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<SegmentationBatch>> {
-        Arc::new(Self {
-            dataset: self.dataset.clone(),
-            indices: self.indices.clone(),
-            batch_size: self.batch_size,
-            order: self.order,
-            border: self.border,
-            next_epoch: self.counter_copy(),
-            device: device.clone(),
-        })
+        Arc::new(self.copy(device, self.shard))
     }
 
-    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<SegmentationBatch>> {
-        Arc::new(Self {
-            dataset: self.dataset.clone(),
-            indices: self.indices[start..end.min(self.indices.len())].to_vec(),
-            batch_size: self.batch_size,
-            order: self.order,
-            border: self.border,
-            next_epoch: self.counter_copy(),
-            device: self.device.clone(),
-        })
+    /// Shard `k` of the loader's devices, where `start` is where
+    /// burn-train's `split_dataloader` starts slice `k`: `k` times
+    /// `num_items / devices` (the run checks that an epoch has at least one
+    /// sample per device). `end` is not needed: every shard walks the
+    /// whole epoch's plan and serves its part of each batch.
+    fn slice(&self, start: usize, _end: usize) -> Arc<dyn DataLoader<SegmentationBatch>> {
+        let step = (self.num_items() / self.devices).max(1);
+        let shard = (start / step).min(self.devices - 1);
+        Arc::new(self.copy(&self.device, Some(shard)))
     }
 }
 
 struct EpochIter<'a> {
     loader: &'a EpochLoader,
     plan: Plan,
+    /// Samples this loader (or shard) has served, of `total` in the epoch.
+    served: usize,
+    total: usize,
 }
 
 impl Iterator for EpochIter<'_> {
     type Item = Result<SegmentationBatch, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let planned: Vec<(usize, Option<u64>)> =
+        let batch: Vec<(usize, Option<u64>)> =
             self.plan.by_ref().take(self.loader.batch_size).collect();
+        let whole = batch.len();
+        let part = self.loader.part(whole);
+        let planned = &batch[part];
+        // Only the last, short batch can leave a shard nothing.
         if planned.is_empty() {
             return None;
         }
+        self.served += planned.len();
+        let share = planned.len() as f32 / whole as f32;
         let augmentation = match self.loader.order {
             Order::Shuffled { augmentation, .. } => augmentation,
             Order::Sequential => Augmentation::default(),
         };
         let samples: Result<Vec<Sample>, DatasetError> = planned
-            .into_iter()
-            .map(|(index, augment_seed)| {
+            .iter()
+            .map(|&(index, augment_seed)| {
                 let sample = self.loader.dataset.get(index)?;
                 match augment_seed {
                     Some(seed) => augmentation
@@ -296,7 +357,10 @@ impl Iterator for EpochIter<'_> {
             .collect();
         let loader = self.loader;
         Some(samples.and_then(|samples| {
-            SegmentationBatch::weighted(&samples, loader.border.as_ref(), &loader.device)
+            let batch =
+                SegmentationBatch::weighted(&samples, loader.border.as_ref(), &loader.device);
+            batch
+                .map(|batch| SegmentationBatch { share, ..batch })
                 .map_err(DatasetError::new)
         }))
     }
@@ -304,7 +368,7 @@ impl Iterator for EpochIter<'_> {
 
 impl DataLoaderIterator<SegmentationBatch> for EpochIter<'_> {
     fn progress(&self) -> Progress {
-        Progress::new(self.plan.served, self.plan.len, None)
+        Progress::new(self.served, self.total, None)
     }
 }
 
@@ -377,6 +441,92 @@ mod tests {
                 (0..10).collect::<Vec<_>>(),
                 "each pass is a permutation"
             );
+        }
+    }
+
+    /// Each batch of an epoch as (share, images, masks).
+    type Served = Vec<(f32, Vec<f32>, Vec<i64>)>;
+
+    fn served(loader: &dyn DataLoader<SegmentationBatch>) -> Served {
+        loader
+            .iter()
+            .map(|batch| {
+                let batch = batch.unwrap();
+                let images = batch.images.into_data().try_to_vec::<f32>().unwrap();
+                let masks = batch.masks.try_into_vec_as::<i64>().unwrap();
+                (batch.share, images, masks)
+            })
+            .collect()
+    }
+
+    /// Splits a loader as burn-train's multi-device training does, and
+    /// checks each step's shards, put together in device order, against
+    /// the one-device batch; returns the shards' batch sizes per step.
+    fn check_shards(order: Order, devices: usize) -> Vec<Vec<usize>> {
+        use burn::data::dataloader::split::split_dataloader;
+        let whole = served(&loader(order, 1));
+        let shards = split_dataloader(
+            Arc::new(loader(order, 1).with_devices(devices)),
+            &vec![Device::flex(); devices],
+        );
+        let total: usize = shards.iter().map(|shard| shard.num_items()).sum();
+        assert_eq!(total, loader(order, 1).num_items());
+        let parts: Vec<Served> = shards.iter().map(|shard| served(shard.as_ref())).collect();
+        let mut sizes = Vec::new();
+        for (step, (_, images, masks)) in whole.iter().enumerate() {
+            let batch = masks.len() / 64;
+            let (mut joined_images, mut joined_masks, mut step_sizes) = (vec![], vec![], vec![]);
+            for part in parts.iter().filter_map(|part| part.get(step)) {
+                let size = part.2.len() / 64;
+                assert_eq!(
+                    part.0,
+                    size as f32 / batch as f32,
+                    "the share of step {step}"
+                );
+                joined_images.extend_from_slice(&part.1);
+                joined_masks.extend_from_slice(&part.2);
+                step_sizes.push(size);
+            }
+            assert_eq!(&joined_images, images, "images of step {step}");
+            assert_eq!(&joined_masks, masks, "masks of step {step}");
+            sizes.push(step_sizes);
+        }
+        let steps = parts.iter().map(Vec::len).max().unwrap();
+        assert_eq!(steps, whole.len(), "no shard serves more steps");
+        sizes
+    }
+
+    #[test]
+    fn shards_of_each_batch_are_the_one_device_batch() {
+        let shuffled = Order::Shuffled {
+            seed: 5,
+            augmentation: Augmentation::flips(),
+            epoch_samples: None,
+        };
+        // Ten samples in batches of 4: 4, 4, 2.
+        assert_eq!(check_shards(shuffled, 2), [[2, 2], [2, 2], [1, 1]]);
+        assert_eq!(check_shards(Order::Sequential, 2), [[2, 2], [2, 2], [1, 1]]);
+        assert_eq!(
+            check_shards(shuffled, 4),
+            [vec![1, 1, 1, 1], vec![1, 1, 1, 1], vec![1, 1]]
+        );
+    }
+
+    #[test]
+    fn shards_of_longer_epochs_serve_every_sample() {
+        // 18 samples over 10 indices (slicing the indices, as Burn's own
+        // loaders do, panicked here), and 17, whose last batch of one
+        // sample goes to the second device alone.
+        for (samples, last) in [(18, vec![1, 1]), (17, vec![1])] {
+            let order = Order::Shuffled {
+                seed: 9,
+                augmentation: Augmentation::flips(),
+                epoch_samples: Some(samples),
+            };
+            let sizes = check_shards(order, 2);
+            assert_eq!(sizes.len(), 5);
+            assert!(sizes[..4].iter().all(|step| step == &[2, 2]), "{sizes:?}");
+            assert_eq!(sizes[4], last);
         }
     }
 

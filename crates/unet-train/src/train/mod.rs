@@ -39,11 +39,11 @@ use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{LearningRateMetric, LossMetric};
 use burn::train::renderer::MetricsRenderer;
 use burn::train::renderer::tui::TuiMetricsRendererWrapper;
-use burn::train::{Interrupter, Learner, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 
 use crate::atomic;
 use crate::backend::BackendKind;
-use crate::config::{DataSource, RunConfig, TrainingConfig};
+use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::CliError;
 use crate::history::{self, EpochRecord};
@@ -188,7 +188,8 @@ pub fn train_on(
         }
         None => fits(check_input(config, &data)?)?,
     }
-    let base = training.backend.open(training.gpu)?;
+    let devices = open_devices(training, &data)?;
+    let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
         check_metric_logs(dir, start)?;
@@ -210,8 +211,8 @@ pub fn train_on(
         data: &data,
         dir,
     };
-    let result = crate::guard::catch(|| {
-        run.supervised(start, progress, &watch, &device)
+    let (result, handled) = crate::guard::catch_handled(|| {
+        run.supervised(start, progress, &watch, &devices)
             .launch(learner)
     })
     .map_err(|reason| {
@@ -221,9 +222,32 @@ pub fn train_on(
         ))
     })?;
     if let Some(error) = result.error {
+        // A device's panic, caught by burn-train, is this error: say it once.
         return Err(CliError::Training(error.to_string()));
     }
+    crate::guard::print_handled(&handled);
     watch.outcome(config, &data, dir, &base)
+}
+
+/// The run's devices ([`BackendKind::open_all`]), the main one first; an
+/// epoch with fewer training samples than devices is refused (each device
+/// takes a part of it).
+fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>, CliError> {
+    let devices = training.device_count();
+    let epoch = training.epoch_samples.unwrap_or(data.train.len());
+    if devices > 1 && epoch < devices {
+        let shown = devices_text(training.devices.as_deref().unwrap_or_default());
+        return Err(CliError::option(
+            "--devices",
+            shown,
+            &format!(
+                "no more devices than the {epoch} training images of an epoch (each device takes a part of it)"
+            ),
+        ));
+    }
+    training
+        .backend
+        .open_all(training.devices.as_deref(), training.gpu)
 }
 
 /// The model, Adam and the cosine learning-rate schedule over all steps.
@@ -256,7 +280,8 @@ fn learner(
 }
 
 /// The loaders of both splits from epoch `start + 1` on: training batches
-/// shuffled and augmented per epoch on the autodiff `device`, validation in
+/// shuffled and augmented per epoch on the autodiff `device` (each batch
+/// split between the run's devices when it has several), validation in
 /// order on the plain one.
 fn loaders(
     training: &TrainingConfig,
@@ -281,7 +306,7 @@ fn loaders(
         epoch_samples: training.epoch_samples,
     };
     (
-        loader(&data.train, shuffled, device.clone()),
+        loader(&data.train, shuffled, device.clone()).with_devices(training.device_count()),
         loader(&data.valid, Order::Sequential, device.clone().inner()),
     )
 }
@@ -298,13 +323,16 @@ struct Run<'a> {
 impl Run<'_> {
     /// burn-train's run: the loaders, loss, Dice and IoU, the NaN guard,
     /// checkpoints (the last two epochs and the best by validation Dice), and
-    /// the progress display, all reporting to `watch`.
+    /// the progress display, all reporting to `watch`. With several
+    /// `devices`, burn-train's data-parallel strategy: every step, each
+    /// device computes the gradients of its part of the batch, and their sum
+    /// updates the model on the first device.
     fn supervised(
         &self,
         start: usize,
         progress: Progress,
         watch: &Watch,
-        device: &Device,
+        devices: &[Device],
     ) -> SupervisedTraining<Segmenter> {
         let Run {
             config,
@@ -312,7 +340,8 @@ impl Run<'_> {
             data,
             dir,
         } = *self;
-        let (train_loader, valid_loader) = loaders(training, data, start, device);
+        let device = devices[0].clone().autodiff();
+        let (train_loader, valid_loader) = loaders(training, data, start, &device);
         let classes = config.model.num_classes;
         let dice = OverlapMetric::new(Overlap::Dice, classes);
         let keep = ComposedCheckpointingStrategy::builder()
@@ -346,12 +375,26 @@ impl Run<'_> {
                 start,
                 progress,
             )));
+        let run = on_devices(run, devices);
         if start > 0 {
             run.checkpoint(start)
         } else {
             run
         }
     }
+}
+
+/// `run` on `devices`: with several, burn-train's data-parallel strategy,
+/// the optimizer on the first; with one, its default (that device).
+fn on_devices(
+    run: SupervisedTraining<Segmenter>,
+    devices: &[Device],
+) -> SupervisedTraining<Segmenter> {
+    if devices.len() < 2 {
+        return run;
+    }
+    let strategy = ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice);
+    run.with_training_strategy(strategy.into())
 }
 
 /// What the running epochs report back: the per-epoch records, a NaN loss,
@@ -603,4 +646,110 @@ fn finish(
         history,
         best,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::SgdConfig;
+    use burn::tensor::Tensor;
+    use unet::{Norm, UNetConfig};
+
+    use crate::config::{Loss, Preprocess};
+
+    /// Every float parameter of a module, in visiting order.
+    struct Weights(Vec<f32>);
+
+    impl ModuleVisitor for Weights {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+
+    fn weights(model: &Segmenter) -> Vec<f32> {
+        let mut weights = Weights(Vec::new());
+        model.visit(&mut weights);
+        weights.0
+    }
+
+    /// Two plain SGD steps (a constant learning rate; Adam would hide a
+    /// gradient off by a constant factor) of a tiny network without
+    /// normalisation or dropout, on plain cross-entropy, launched on
+    /// `devices` as [`train_on`] launches a run. Returns the weights before
+    /// and after.
+    fn sgd_steps(devices: Vec<Device>) -> (Vec<f32>, Vec<f32>) {
+        let count = devices.len();
+        let config = RunConfig::trained(
+            UNetConfig::new(1, 2)
+                .with_base_width(4)
+                .with_depth(2)
+                .with_norm(Norm::None),
+            Preprocess::default(),
+            TrainingConfig {
+                data: DataSource::Synthetic {
+                    samples: 20,
+                    size: 16,
+                },
+                epochs: 1,
+                batch_size: 4,
+                epoch_samples: Some(8),
+                loss: Loss::Ce,
+                devices: (count > 1).then(|| (0..count).collect()),
+                ..TrainingConfig::synthetic()
+            },
+        );
+        let training = config.training().unwrap();
+        training.validate().unwrap();
+        let data = RunData::open(&config).unwrap();
+        let name = format!("unet-sgd-{count}-devices-{}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        prepare_fresh(&dir, &config).unwrap();
+        let device = devices[0].clone().autodiff();
+        device.seed(training.seed);
+        let objective = Objective {
+            loss: Loss::Ce,
+            class_weights: None,
+        };
+        let model = Segmenter::with_objective(config.model.try_init(&device).unwrap(), objective);
+        let before = weights(&model);
+        let learner = Learner::new(model, SgdConfig::new().init(), 0.5);
+        let run = Run {
+            config: &config,
+            training,
+            data: &data,
+            dir: &dir,
+        };
+        let watch = Watch::new(Vec::new());
+        let result = run
+            .supervised(0, Progress::Quiet, &watch, &devices)
+            .launch(learner);
+        assert!(result.error.is_none(), "{:?}", result.error);
+        std::fs::remove_dir_all(&dir).unwrap();
+        (before, weights(&result.model))
+    }
+
+    #[test]
+    fn two_devices_step_as_one_device_on_the_whole_batch() {
+        let (start, one) = sgd_steps(vec![Device::flex()]);
+        let (same_start, two) = sgd_steps(vec![Device::flex(); 2]);
+        assert_eq!(start, same_start, "both runs start from the same weights");
+        let largest = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        // Summed unscaled gradients would move the weights twice as far:
+        // the steps are far larger than the tolerance.
+        let moved = largest(&start, &one);
+        assert!(moved > 1e-3, "the steps moved the weights by {moved}");
+        let off = largest(&one, &two);
+        assert!(
+            off < 1e-5,
+            "two devices end {off} away from one (moved {moved})"
+        );
+    }
 }

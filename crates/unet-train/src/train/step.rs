@@ -102,9 +102,18 @@ impl TrainStep for Segmenter {
     type Input = SegmentationBatch;
     type Output = SegmentationOutput;
 
+    /// The gradients of the batch's loss scaled by its share of the step
+    /// ([`SegmentationBatch::share`]: 1 on one device), so that the
+    /// gradients burn-train sums over the devices of a step are those of
+    /// the step's mean loss. The metrics get the unscaled loss.
     fn step(&self, batch: SegmentationBatch) -> TrainOutput<SegmentationOutput> {
+        let share = batch.share;
         let output = self.forward_step(batch);
-        let gradients = output.loss.backward();
+        let gradients = if share == 1.0 {
+            output.loss.backward()
+        } else {
+            (output.loss.clone() * share).backward()
+        };
         TrainOutput::new(self, gradients, output)
     }
 }
