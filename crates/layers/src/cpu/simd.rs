@@ -24,7 +24,10 @@ pub(crate) enum Level {
 impl Level {
     /// The widest level this CPU runs.
     pub(crate) fn detect() -> Self {
-        *Self::available().last().unwrap_or(&Level::Portable)
+        [Level::Avx512, Level::Avx2]
+            .into_iter()
+            .find(|level| level.supported())
+            .unwrap_or(Level::Portable)
     }
 
     /// Every level this CPU runs, the portable one first.
