@@ -113,9 +113,13 @@ impl ConvShape {
     }
 
     /// Whether `cols(x)` is `x` itself (a 1x1 kernel, stride 1, no
-    /// padding): then the kernels skip im2col and col2im.
+    /// padding on either side, so the output is the input's size): then the
+    /// kernels skip im2col and col2im.
     fn cols_are_input(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding == [0, 0]
+            && self.output == self.input
     }
 
     /// The input coordinate offset of tap `i` along `axis`.
@@ -736,7 +740,7 @@ pub(crate) mod tests {
 
     fn shapes() -> Vec<ConvShape> {
         let base = BASE;
-        with_outputs(&[
+        let mut shapes = with_outputs(&[
             base,
             ConvShape {
                 stride: [2, 3],
@@ -772,7 +776,16 @@ pub(crate) mod tests {
                 groups: 2,
                 ..base
             },
-        ])
+        ]);
+        // A 1x1 kernel with padding only after the input (bottom and right):
+        // the output is larger than the input, so it is not its own im2col.
+        shapes.push(ConvShape {
+            kernel: [1, 1],
+            padding: [0, 0],
+            output: [base.input[0] + 2, base.input[1] + 1],
+            ..base
+        });
+        shapes
     }
 
     #[test]
