@@ -30,7 +30,9 @@ impl Level {
             .unwrap_or(Level::Portable)
     }
 
-    /// Every level this CPU runs, the portable one first.
+    /// Every level this CPU runs, the portable one first (the tests compare
+    /// them).
+    #[cfg(test)]
     pub(crate) fn available() -> Vec<Self> {
         [Level::Portable, Level::Avx2, Level::Avx512]
             .into_iter()
