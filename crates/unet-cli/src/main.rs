@@ -318,6 +318,9 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
             training.backend = args.backend.backend;
             training.gpu = args.backend.device;
             training.devices = args.devices.as_ref().map(|list| list.0.clone());
+            // The new device settings against the stored ones (a fresh run's
+            // settings are checked where they are made, in `train_config`).
+            training.validate()?;
             (config, dir.clone(), true)
         }
         None => {
@@ -329,8 +332,6 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
         }
     };
     let training = config.training()?;
-    // A resumed run's settings are checked here too: --devices against its batch size.
-    training.validate()?;
     use_backend(training.backend);
     let devices = training
         .backend

@@ -51,24 +51,22 @@ impl Frame {
     }
 }
 
-/// The frame of the padded input: `oh + dh (kh - 1)` rows of
-/// `ow + dw (kw - 1)`, the input at the leading padding.
-fn input_frame(shape: &ConvShape) -> Frame {
-    Frame {
-        rows: shape.output[0] + shape.dilation[0] * (shape.kernel[0] - 1),
-        width: shape.output[1] + shape.dilation[1] * (shape.kernel[1] - 1),
-        top: shape.padding[0],
-        left: shape.padding[1],
-    }
-}
-
-/// Offsets in `frame` of the taps, row-major, at `(i dh, j dw)`.
-fn forward_taps(shape: &ConvShape, frame: &Frame) -> Vec<usize> {
+/// The frame of the padded input (`oh + dh (kh - 1)` rows of
+/// `ow + dw (kw - 1)`, the input at the leading padding), and the offsets in
+/// it of the taps, row-major, at `(i dh, j dw)`.
+fn input_frame(shape: &ConvShape) -> (Frame, Vec<usize>) {
     let [kh, kw] = shape.kernel;
     let [dh, dw] = shape.dilation;
-    (0..kh * kw)
+    let frame = Frame {
+        rows: shape.output[0] + dh * (kh - 1),
+        width: shape.output[1] + dw * (kw - 1),
+        top: shape.padding[0],
+        left: shape.padding[1],
+    };
+    let offsets = (0..kh * kw)
         .map(|t| frame.offset(t / kw * dh, t % kw * dw))
-        .collect()
+        .collect();
+    (frame, offsets)
 }
 
 /// `out[r][c] = sum_t weight[t] * frame[r * width + c + taps[t]]` for the
@@ -102,8 +100,7 @@ pub(super) fn forward(level: Level, shape: &ConvShape, x: &[f32], weight: &[f32]
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
     let per_group = shape.out_channels / shape.groups;
-    let frame = input_frame(shape);
-    let offsets = forward_taps(shape, &frame);
+    let (frame, offsets) = input_frame(shape);
     let mut y = zeros(shape.batch * shape.out_channels * oh * ow);
     if y.is_empty() {
         return y;
@@ -175,8 +172,7 @@ pub(super) fn weight_grad(level: Level, shape: &ConvShape, x: &[f32], dy: &[f32]
     let [oh, ow] = shape.output;
     let taps = shape.kernel[0] * shape.kernel[1];
     let per_group = shape.out_channels / shape.groups;
-    let frame = input_frame(shape);
-    let offsets = forward_taps(shape, &frame);
+    let (frame, offsets) = input_frame(shape);
     let mut dw = vec![0.0; shape.out_channels * taps];
     dw.par_chunks_mut(taps).enumerate().for_each_init(
         || vec![0.0; frame.len()],

@@ -18,10 +18,8 @@
 //! `c_out / g` (input gradient) or the pixels (weight gradient), where
 //! im2col makes one with reduction `kh kw c_in / g` (or one `kh kw` times
 //! wider) after copying the input `kh * kw` times (and the input gradient
-//! adds col2im). [`suits`] says where that trade wins. Measured on 3x3
-//! convolutions of 32 channels at 128x128 (batch 4, 2 threads), the weight
-//! gradient per tap took forward+backward from 19.0 to 16.2 ms, and the
-//! U-Net training step from 117-125 to 110-115 ms (`docs/performance.md`).
+//! adds col2im). [`suits`] says where that trade wins; `docs/performance.md`
+//! has the measurements.
 
 use super::kernel::{
     ConvShape, Mat, MatMut, accumulate_weight_grad, for_each_image, matmul, zeros,
