@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use layers::{
     Conv2d, Conv2dConfig, ConvError, ConvTranspose2d, ConvTranspose2dConfig, Padding, UpConv2d,
 };
@@ -108,6 +108,20 @@ pub fn run(
     implementation: Implementation,
     tolerance: Tolerance,
 ) -> Report {
+    run_in(file, device, implementation, tolerance, FloatDType::F32)
+}
+
+/// [`run`] with the inputs in `dtype`, as mixed-precision training runs the
+/// layers: the input and the output gradient are rounded to `dtype`, the
+/// weights and bias stay `f32` (the layers cast them), and the results are
+/// compared with the float64 reference.
+pub fn run_in(
+    file: &GoldenFile,
+    device: &Device,
+    implementation: Implementation,
+    tolerance: Tolerance,
+    dtype: FloatDType,
+) -> Report {
     let device = device.clone().autodiff();
     let cases = file
         .cases
@@ -117,7 +131,7 @@ pub fn run(
         })
         .map(|case| CaseResult {
             name: case.name.clone(),
-            failures: run_case(case, &device, implementation, tolerance),
+            failures: run_case(case, &device, implementation, tolerance, dtype),
         })
         .collect();
     Report { cases }
@@ -203,10 +217,11 @@ fn run_case(
     device: &Device,
     implementation: Implementation,
     tolerance: Tolerance,
+    dtype: FloatDType,
 ) -> Vec<Failure> {
     match &case.expect_error {
         Some(expected) => run_error_case(case, device, implementation, expected),
-        None => run_valid_case(case, device, implementation, tolerance)
+        None => run_valid_case(case, device, implementation, tolerance, dtype)
             .unwrap_or_else(|failure| vec![failure]),
     }
 }
@@ -238,6 +253,7 @@ fn run_valid_case(
     device: &Device,
     implementation: Implementation,
     tolerance: Tolerance,
+    dtype: FloatDType,
 ) -> Result<Vec<Failure>, Failure> {
     let required = |name: &str, tensor: &Option<GoldenTensor>| {
         tensor
@@ -254,7 +270,9 @@ fn run_valid_case(
     let params = (to_data(&weight), case.bias.as_ref().map(to_data));
     let layer = Layer::build(case, implementation, Some(params), device)
         .map_err(|err: ConvError| Failure::Refused(err.to_string()))?;
-    let x = Tensor::<4>::from_data(input, device).require_grad();
+    let x = Tensor::<4>::from_data(input, device)
+        .cast(dtype)
+        .require_grad();
     let y = layer
         .try_forward(x.clone())
         .map_err(|err: ConvError| Failure::Refused(err.to_string()))?;
@@ -267,7 +285,8 @@ fn run_valid_case(
         tolerance,
         &mut failures,
     );
-    let gradients = (y * Tensor::from_data(grad_output, device))
+    // In f32: the output gradient reaches `y` through the cast, rounded to `dtype`.
+    let gradients = (y.cast(FloatDType::F32) * Tensor::from_data(grad_output, device))
         .sum()
         .backward();
     let mut check_grad =

@@ -16,7 +16,7 @@ pub mod batchnorm;
 pub mod conv;
 
 pub use batchnorm::{BnFile, load_batchnorm, run_batchnorm};
-pub use conv::{GoldenCase, GoldenConfig, GoldenFile, GoldenOp, Implementation, load, run};
+pub use conv::{GoldenCase, GoldenConfig, GoldenFile, GoldenOp, Implementation, load, run, run_in};
 
 use std::path::{Path, PathBuf};
 

@@ -3,32 +3,50 @@
 //!
 //! ```text
 //! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu] [--upconv]
+//!     [--precision f32|f16|bf16] [--tolerance T]
 //! ```
 //!
+//! `--precision` runs convolution cases with the input and output gradient
+//! in that type (as mixed-precision training runs the layers); `--tolerance`
+//! compares with `|got - ref| <= T + T |ref|` (default 1e-4).
 //! Prints one line per failing case and tensor, then `N passed, M failed`;
 //! exits with status 1 if any case failed, 2 on a usage or file error.
 
 use std::process::ExitCode;
 
-use conformance::{Implementation, Tolerance, load_any, run_any};
-use unet_train::BackendKind;
+use conformance::{AnyGolden, Implementation, Tolerance, load_any, run_any, run_in};
+use unet_train::{BackendKind, Precision};
+
+/// What the command line asks for.
+struct Request {
+    file: String,
+    backend: BackendKind,
+    implementation: Implementation,
+    precision: Precision,
+    tolerance: Tolerance,
+}
 
 fn main() -> ExitCode {
     match parse(std::env::args().skip(1)) {
-        Ok((file, backend, implementation)) => {
-            let golden = match load_any(&file) {
+        Ok(request) => {
+            let golden = match load_any(&request.file) {
                 Ok(golden) => golden,
                 Err(err) => {
                     eprintln!("error: {err}");
                     return ExitCode::from(2);
                 }
             };
-            let report = run_any(
-                &golden,
-                &backend.device(),
-                implementation,
-                Tolerance::default(),
-            );
+            let device = request.backend.device();
+            let report = match &golden {
+                AnyGolden::Conv(file) => run_in(
+                    file,
+                    &device,
+                    request.implementation,
+                    request.tolerance,
+                    request.precision.dtype(),
+                ),
+                _ => run_any(&golden, &device, request.implementation, request.tolerance),
+            };
             for line in report.failure_lines() {
                 println!("{line}");
             }
@@ -41,22 +59,34 @@ fn main() -> ExitCode {
         }
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: conformance FILE [--backend flex|ndarray|wgpu] [--upconv]");
+            eprintln!(
+                "usage: conformance FILE [--backend flex|ndarray|wgpu] [--upconv] \
+                 [--precision f32|f16|bf16] [--tolerance T]"
+            );
             ExitCode::from(2)
         }
     }
 }
 
-fn parse(
-    mut args: impl Iterator<Item = String>,
-) -> Result<(String, BackendKind, Implementation), String> {
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Request, String> {
     let (mut file, mut backend, mut implementation) =
         (None, BackendKind::Flex, Implementation::Native);
+    let (mut precision, mut tolerance) = (Precision::F32, Tolerance::default());
     while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
-            "--backend" => {
-                let name = args.next().ok_or("--backend needs a value")?;
-                backend = name.parse().map_err(|err| format!("{err}"))?;
+            "--backend" => backend = value("--backend")?.parse().map_err(|e| format!("{e}"))?,
+            "--precision" => {
+                precision = value("--precision")?.parse().map_err(|e| format!("{e}"))?
+            }
+            "--tolerance" => {
+                let text = value("--tolerance")?;
+                let t: f64 = text
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .ok_or(format!("--tolerance {text}: not a number at least 0"))?;
+                tolerance = Tolerance { abs: t, rel: t };
             }
             "--upconv" => implementation = Implementation::UpConv,
             flag if flag.starts_with("--") => return Err(format!("unknown option '{flag}'")),
@@ -64,5 +94,11 @@ fn parse(
             extra => return Err(format!("unexpected argument '{extra}'")),
         }
     }
-    Ok((file.ok_or("no FILE given")?, backend, implementation))
+    Ok(Request {
+        file: file.ok_or("no FILE given")?,
+        backend,
+        implementation,
+        precision,
+        tolerance,
+    })
 }

@@ -6,8 +6,19 @@
 //! | the input tensor | engine |
 //! |---|---|
 //! | `f32` on flex or ndarray, with or without autodiff | the kernels of [`crate::cpu`] |
-//! | carrying gradients on another backend (wgpu), in a shape with a matrix-product form (1x1 stride 1 unpadded; transposed with stride = kernel) | [`crate::lowering`] |
+//! | `f16` or `bf16` on flex or ndarray | the same kernels in `f32`, the result rounded ([`cpu::half_on_cpu`]) |
+//! | `f16` or `bf16` on another backend (wgpu) | [`crate::lowering`]: convolutions as matrix products over patches; transposed ones with stride = kernel as one product, others in `f32` |
+//! | `f32` carrying gradients on another backend (wgpu), in a shape with a matrix-product form (1x1 stride 1 unpadded; transposed with stride = kernel) | [`crate::lowering`] |
 //! | anything else | Burn's `conv2d` / `conv_transpose2d` |
+//!
+//! The float type is the input's: a weight is cast to a half-precision
+//! input's type, and batch norm computes a half-precision input in `f32`
+//! and returns the input's type (its statistics would lose too much in half
+//! precision; PyTorch's autocast keeps it in `f32` too). Half-precision
+//! products must accumulate in `f32`, as PyTorch's do: Burn 0.22's direct
+//! convolution kernels on wgpu accumulate in the half type (a weight
+//! gradient over 4 images of 64x64 was 5% off in `f16`), its matrix products
+//! in `f32`, hence the table.
 //!
 //! Why the matrix-product forms only when training: measured on flex before
 //! the CPU kernels existed (`docs/performance.md`), their backward pass was
@@ -19,8 +30,9 @@ use burn::tensor::module::{
     conv2d as burn_conv2d,
 };
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{Tensor, activation};
+use burn::tensor::{DType, Tensor, activation};
 
+use crate::ops::in_float_type_of;
 use crate::{cpu, lowering};
 
 /// What computes one convolution.
@@ -31,11 +43,13 @@ enum Engine {
     Burn,
 }
 
-/// The engine for `input`, given whether the convolution has a matrix-product form.
+/// The engine for `input`, given whether the convolution has a
+/// matrix-product form of its own (the general one, [`lowering::patches`],
+/// is for half precision).
 fn engine(input: &Tensor<4>, has_matrix_form: bool) -> Engine {
     if cpu::has_kernels_for(input) {
         Engine::CpuKernels
-    } else if has_matrix_form && input.is_autodiff() {
+    } else if (has_matrix_form && input.is_autodiff()) || is_half(input.dtype()) {
         Engine::MatrixProducts
     } else {
         Engine::Burn
@@ -49,11 +63,16 @@ fn engine(input: &Tensor<4>, has_matrix_form: bool) -> Engine {
 /// - `weight`: `[out_channels, in_channels / groups, kh, kw]`
 /// - output: `[batch, out_channels, height_out, width_out]`
 pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
+    if let Some(dtype) = cpu::half_on_cpu(&x) {
+        return conv2d(x.cast(DType::F32), weight, options).cast(dtype);
+    }
+    let weight = in_float_type_of(weight, &x);
     let [_, _, kh, kw] = weight.dims();
     let pointwise = lowering::is_pointwise([kh, kw], options.stride, options.padding);
     match engine(&x, pointwise) {
         Engine::CpuKernels => cpu::conv2d(x, weight, options.clone()),
-        Engine::MatrixProducts => lowering::pointwise(x, weight, options.groups),
+        Engine::MatrixProducts if pointwise => lowering::pointwise(x, weight, options.groups),
+        Engine::MatrixProducts => lowering::patches(x, weight, options),
         Engine::Burn => burn_conv2d(x, weight, None, options.clone()),
     }
 }
@@ -74,11 +93,23 @@ pub(crate) fn conv_transpose2d_full(
     dilation: [usize; 2],
     groups: usize,
 ) -> Tensor<4> {
+    if let Some(dtype) = cpu::half_on_cpu(&x) {
+        let y = conv_transpose2d_full(x.cast(DType::F32), weight, stride, dilation, groups);
+        return y.cast(dtype);
+    }
+    let weight = in_float_type_of(weight, &x);
     let [_, _, kh, kw] = weight.dims();
     let non_overlapping = lowering::is_non_overlapping([kh, kw], stride, dilation, groups);
+    let dtype = x.dtype();
     match engine(&x, non_overlapping) {
         Engine::CpuKernels => cpu::conv_transpose2d(x, weight, stride, dilation, groups),
-        Engine::MatrixProducts => lowering::non_overlapping_transposed(x, weight),
+        Engine::MatrixProducts if non_overlapping => {
+            lowering::non_overlapping_transposed(x, weight)
+        }
+        Engine::MatrixProducts => {
+            let (x, weight) = (x.cast(DType::F32), weight.cast(DType::F32));
+            conv_transpose2d_full(x, weight, stride, dilation, groups).cast(dtype)
+        }
         Engine::Burn => conv_transpose2d(
             x,
             weight,
@@ -101,6 +132,11 @@ pub(crate) fn batch_norm_train(
     epsilon: f64,
     relu: bool,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let dtype = x.dtype();
+    if is_half(dtype) {
+        let (y, mean, variance) = batch_norm_train(x.cast(DType::F32), gamma, beta, epsilon, relu);
+        return (y.cast(dtype), mean, variance);
+    }
     if !cpu::has_kernels_for(&x) {
         let result = burn_batch_norm_train(x, gamma, beta, epsilon);
         return (then_relu(result.output, relu), result.mean, result.variance);
@@ -123,12 +159,29 @@ pub(crate) fn batch_norm(
     epsilon: f64,
     relu: bool,
 ) -> Tensor<4> {
+    let dtype = x.dtype();
+    if is_half(dtype) {
+        let y = batch_norm(
+            x.cast(DType::F32),
+            gamma,
+            beta,
+            [mean, variance],
+            epsilon,
+            relu,
+        );
+        return y.cast(dtype);
+    }
     if !cpu::has_kernels_for(&x) {
         let y = burn_batch_norm(x, gamma, beta, mean, variance, epsilon);
         return then_relu(y, relu);
     }
     let (scale, shift) = scale_and_shift(gamma, beta, mean, variance, epsilon);
     cpu::channel_affine(x, scale, shift, relu)
+}
+
+/// Whether `dtype` is a half-precision float type (batch norm computes those in `f32`).
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
 }
 
 fn then_relu(x: Tensor<4>, relu: bool) -> Tensor<4> {

@@ -1,19 +1,23 @@
-//! Cheaper exact forms of two convolutions a U-Net is full of, written as
-//! matrix products so that every backend and autodiff get them, with their
-//! gradients, for free:
+//! Convolutions written as matrix products, so that every backend and
+//! autodiff get them, with their gradients, for free:
 //!
 //! - a 1x1 convolution (stride 1, no padding) is one matrix product per
 //!   group over the pixels: `[c_out, c_in] x [c_in, h * w]` per image;
 //! - a transposed convolution whose stride equals its kernel (the U-Net's
 //!   k2 s2 upsampler) has no overlapping windows: one matrix product
 //!   `[c_out * kh * kw, c_in] x [c_in, h * w]` per image, then a
-//!   rearrangement of each pixel's `kh x kw` block into place.
+//!   rearrangement of each pixel's `kh x kw` block into place;
+//! - any convolution is one matrix product per image and group over its
+//!   patches ([`patches`], im2col): the GPU path of half-precision inputs,
+//!   whose matrix products accumulate in `f32` where Burn 0.22's direct
+//!   convolution kernels accumulate in the half type.
 //!
-//! Both give the numbers of the general kernels up to the order of float
+//! They give the numbers of the general kernels up to the order of float
 //! additions; the conformance cases check them against PyTorch.
 //! [`crate::dispatch`] decides when they are used.
 
-use burn::tensor::Tensor;
+use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::{Slice, Tensor};
 
 /// Whether [`pointwise`] computes a convolution of this geometry.
 pub(crate) fn is_pointwise(
@@ -36,6 +40,52 @@ pub(crate) fn pointwise(x: Tensor<4>, weight: Tensor<4>, groups: usize) -> Tenso
     let x = x.reshape([n, groups, c_in / groups, h * w]);
     let weight = weight.reshape([1, groups, c_out / groups, group_in]);
     weight.matmul(x).reshape([n, c_out, h, w])
+}
+
+/// A convolution without bias as matrix products over the input's patches:
+/// the `kh * kw` shifted (strided, dilated) views of the padded input, each
+/// `[n, c_in, h_out, w_out]`, stacked into `[n, groups, c_in / groups * kh * kw,
+/// h_out * w_out]` and multiplied by the weight as
+/// `[groups, c_out / groups, c_in / groups * kh * kw]`. Under autodiff the
+/// gradients are matrix products too, and the input's the sum of the
+/// views' gradients put back in place.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, height, width]`
+/// - `weight`: `[c_out, c_in / groups, kh, kw]`
+/// - output: `[batch, c_out, height_out, width_out]`, as [`crate::shape::conv_output_size`]
+pub(crate) fn patches(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
+    let [n, _, h, w] = x.dims();
+    let [c_out, group_in, kh, kw] = weight.dims();
+    let groups = options.groups;
+    let padding = options.padding;
+    let out = |size: usize, k: usize, i: usize| {
+        let (before, after) = padding[i];
+        (size + before + after - options.dilation[i] * (k - 1) - 1) / options.stride[i] + 1
+    };
+    let (ho, wo) = (out(h, kh, 0), out(w, kw, 1));
+    let x = x.pad(padding, PadMode::Constant(0.0));
+    let view = |start: usize, count: usize, i: usize| {
+        let step = options.stride[i];
+        let end = start + (count - 1) * step + 1;
+        Slice::new(start as isize, Some(end as isize), step as isize)
+    };
+    let taps: Vec<Tensor<5>> = (0..kh * kw)
+        .map(|tap| {
+            let (ky, kx) = (tap / kw, tap % kw);
+            x.clone()
+                .slice([
+                    Slice::from(..),
+                    Slice::from(..),
+                    view(ky * options.dilation[0], ho, 0),
+                    view(kx * options.dilation[1], wo, 1),
+                ])
+                .reshape([n, groups, group_in, 1, ho * wo])
+        })
+        .collect();
+    let columns = Tensor::cat(taps, 3).reshape([n, groups, group_in * kh * kw, ho * wo]);
+    let weight = weight.reshape([1, groups, c_out / groups, group_in * kh * kw]);
+    weight.matmul(columns).reshape([n, c_out, ho, wo])
 }
 
 /// Whether [`non_overlapping_transposed`] computes a transposed convolution
@@ -101,6 +151,28 @@ mod tests {
                 ConvOptions::new([1, 1], [0, 0], [1, 1], groups),
             );
             assert!(max_difference(pointwise(x, w, groups), general) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn patches_equal_the_general_kernel() {
+        let device = Device::flex();
+        // Stride, padding, dilation and groups, each away from 1 somewhere.
+        let cases = [
+            ([3, 3], [1, 1], [1, 1], [1, 1], 1),
+            ([3, 2], [2, 1], [1, 2], [2, 1], 2),
+            ([1, 3], [1, 3], [0, 1], [1, 2], 3),
+        ];
+        for (kernel, stride, padding, dilation, groups) in cases {
+            let x = Tensor::<4>::random([2, 6, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(
+                [3 * groups, 6 / groups, kernel[0], kernel[1]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let options = ConvOptions::new(stride, padding, dilation, groups);
+            let general = conv2d(x.clone(), w.clone(), None, options.clone());
+            assert!(max_difference(patches(x, w, &options), general) < 1e-5);
         }
     }
 
