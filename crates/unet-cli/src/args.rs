@@ -7,10 +7,10 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use imaging::{BorderWeight, ElasticConfig, IntensityConfig, WatershedConfig};
 use unet::{Block, Norm, UNetConfig, UNetPadding, Upsampling};
-use unet_train::BackendKind;
 use unet_train::config::{Loss, SYNTHETIC_SAMPLES, TrainingConfig};
 use unet_train::data::{MaskKind, Normalize};
 use unet_train::predict::{Blend, PredictOptions, Tiling, Window};
+use unet_train::{BackendKind, Precision};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,12 @@ pub struct TrainArgs {
     /// speed. Batch norm statistics are per device.
     #[arg(long, conflicts_with = "device")]
     pub devices: Option<DevicesArg>,
+    /// The float type the network computes in: f32, f16 (with dynamic loss
+    /// scaling) or bf16. Weights and optimizer state stay f32, batch norm
+    /// and the loss compute in f32 (PyTorch's automatic mixed precision).
+    /// flex and wgpu (a GPU needs the type; for f16 most have it).
+    #[arg(long, default_value_t = defaults().precision, conflicts_with = "resume")]
+    pub precision: Precision,
     /// `synthetic` (generated shapes) or a folder with images/ and masks/.
     #[arg(long, default_value = "synthetic", conflicts_with = "resume")]
     pub data: String,

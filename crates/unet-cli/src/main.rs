@@ -18,7 +18,7 @@ use unet_train::config::{
 use unet_train::data::FolderDataset;
 use unet_train::predict::{Event, Layout, Prediction};
 use unet_train::train::{Progress, SUPERSEDED_DIR, TrainReport, resume_point, train};
-use unet_train::{BackendKind, CliError, atomic, eval, import, model_dir, predict};
+use unet_train::{BackendKind, CliError, Precision, atomic, eval, import, model_dir, predict};
 
 use args::{BackendArgs, Cli, Command, EvalArgs, ImportArgs, PredictArgs, TrainArgs};
 
@@ -337,15 +337,19 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
         .backend
         .open_all(training.devices.as_deref(), training.gpu)?;
     let device = &devices[0];
+    training.precision.check_device(training.backend, device)?;
     let from = if resume {
         resume_notes(&config, &dir, device)?
     } else {
         String::new()
     };
-    let on = match &training.devices {
+    let mut on = match &training.devices {
         Some(list) => format!("{} (devices {})", training.backend, devices_text(list)),
         None => training.backend.to_string(),
     };
+    if training.precision != Precision::F32 {
+        on.push_str(&format!(" in {}", training.precision));
+    }
     println!(
         "{} {} on {on}: {}, {} epochs, into {}{from}",
         if resume { "resuming" } else { "training" },
@@ -439,6 +443,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
         backend: args.backend.backend,
         gpu: args.backend.device,
         devices: args.devices.as_ref().map(|list| list.0.clone()),
+        precision: args.precision,
         ..TrainingConfig::synthetic()
     };
     args.recipe.apply(&mut training);

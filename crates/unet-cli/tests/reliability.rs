@@ -518,16 +518,19 @@ fn device_lists_that_cannot_work_are_one_line() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// `unet train --devices 0,1` on `backend`, one epoch of the tiny run without
-/// normalisation: it trains, says so, and records the devices.
-fn trains_on_two_devices(backend: &str) {
-    let root = scratch(&format!("devices-{backend}"));
+/// `unet train --devices 0,1` on `backend` in `precision`, one epoch of
+/// the tiny run without normalisation: it trains, says so, and records the
+/// devices and the precision.
+fn trains_on_two_devices(backend: &str, precision: &str) {
+    let root = scratch(&format!("devices-{backend}-{precision}"));
     let out = root.join("run");
     let extra = [
         "--backend",
         backend,
         "--devices",
         "0,1",
+        "--precision",
+        precision,
         "--epochs",
         "1",
         "--norm",
@@ -536,24 +539,55 @@ fn trains_on_two_devices(backend: &str) {
         "ce",
     ];
     let stdout = succeeds(&train_args(&out, &extra));
-    assert!(
-        stdout.contains(&format!("on {backend} (devices 0,1)")),
-        "{stdout}"
-    );
-    let config = unet_train::model_dir::read_config(&out).unwrap();
-    assert_eq!(config.training.unwrap().devices, Some(vec![0, 1]));
+    let on = match precision {
+        "f32" => format!("on {backend} (devices 0,1):"),
+        _ => format!("on {backend} (devices 0,1) in {precision}:"),
+    };
+    assert!(stdout.contains(&on), "{stdout}");
+    let training = unet_train::model_dir::read_config(&out)
+        .unwrap()
+        .training
+        .unwrap();
+    assert_eq!(training.devices, Some(vec![0, 1]));
+    assert_eq!(training.precision.name(), precision);
     assert!(out.join("model.bpk").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn training_on_two_flex_devices_records_them() {
-    trains_on_two_devices("flex");
+    trains_on_two_devices("flex", "f32");
 }
 
 #[test]
 fn training_on_two_wgpu_devices_records_them() {
-    trains_on_two_devices("wgpu");
+    trains_on_two_devices("wgpu", "f32");
+}
+
+#[test]
+fn training_on_two_wgpu_devices_in_f16_records_them() {
+    trains_on_two_devices("wgpu", "f16");
+}
+
+#[test]
+fn half_precision_where_it_cannot_run_is_one_line() {
+    let root = scratch("precision-refused");
+    let out = root.join("out");
+    fails_with(
+        &train_args(&out, &["--backend", "ndarray", "--precision", "f16"]),
+        &["--precision f16", "f32 with --backend ndarray"],
+    );
+    fails_with(
+        &train_args(&out, &["--precision", "f8"]),
+        &["--precision", "unknown precision 'f8'"],
+    );
+    // WGSL has no bfloat16 (lavapipe here; any GPU through wgpu).
+    fails_with(
+        &train_args(&out, &["--backend", "wgpu", "--precision", "bf16"]),
+        &["--precision bf16", "does not compute in bf16"],
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]

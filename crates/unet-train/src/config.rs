@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use unet::UNetConfig;
 
 use crate::backend::BackendKind;
+use crate::precision::Precision;
 use imaging::{BorderWeight, ElasticConfig, IntensityConfig};
 
 use crate::data::{Augmentation, DataError, MaskKind, Normalize};
@@ -173,6 +174,10 @@ pub struct TrainingConfig {
     /// summed into one optimizer step. `None` is one device (`gpu`).
     #[serde(default)]
     pub devices: Option<Vec<usize>>,
+    /// The float type the network computes in (`--precision`; the weights
+    /// and the optimizer stay `f32`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainingConfig {
@@ -208,6 +213,7 @@ impl TrainingConfig {
             backend: BackendKind::Flex,
             gpu: None,
             devices: None,
+            precision: Precision::F32,
         }
     }
 
@@ -360,6 +366,7 @@ impl TrainingConfig {
             return fail("--epoch-samples", "0".into(), "at least 1");
         }
         self.validate_devices()?;
+        self.precision.check_backend(self.backend)?;
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return fail("--lr", self.lr.to_string(), "in (0, 1]");
         }

@@ -34,6 +34,7 @@ pub mod import;
 pub mod instances;
 pub mod memory;
 pub mod model_dir;
+pub mod precision;
 pub mod predict;
 pub mod render;
 pub mod score;
@@ -41,3 +42,4 @@ pub mod train;
 
 pub use backend::BackendKind;
 pub use error::CliError;
+pub use precision::Precision;

@@ -48,7 +48,6 @@ use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indi
 use crate::error::CliError;
 use crate::history::{self, EpochRecord};
 use crate::memory::check_training_fits;
-
 use crate::model_dir::{self, CONFIG_FILE};
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
@@ -189,6 +188,9 @@ pub fn train_on(
         None => fits(check_input(config, &data)?)?,
     }
     let devices = open_devices(training, &data)?;
+    for device in &devices {
+        training.precision.check_device(training.backend, device)?;
+    }
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -229,7 +231,7 @@ pub fn train_on(
     watch.outcome(config, &data, dir, &base)
 }
 
-/// The run's devices ([`BackendKind::open_all`]), the main one first; an
+/// The run's devices ([`crate::backend::BackendKind::open_all`]), the main one first; an
 /// epoch with fewer training samples than devices is refused (each device
 /// takes a part of it).
 fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>, CliError> {
@@ -257,11 +259,7 @@ fn learner(
     data: &RunData,
     device: &Device,
 ) -> Result<Learner<Segmenter>, CliError> {
-    let objective = Objective {
-        loss: training.loss,
-        class_weights: training.class_weights.clone(),
-    };
-    let model = Segmenter::with_objective(config.model.try_init(device)?, objective);
+    let model = Segmenter::of_run(config, device)?;
     let steps_per_epoch = training
         .epoch_samples
         .unwrap_or(data.train.len())
@@ -620,7 +618,7 @@ fn finish(
         reason: "no epoch finished with a checkpoint".into(),
     })?;
     let path = checkpoint_file(dir, best.epoch);
-    let model = Segmenter::new(config.model.try_init(device)?)
+    let model = Segmenter::of_run(config, device)?
         .try_load_file(&path)
         .map_err(|err| CliError::io(&path, err))?;
     let unet = model.unet;
@@ -657,6 +655,7 @@ mod tests {
     use unet::{Norm, UNetConfig};
 
     use crate::config::{Loss, Preprocess};
+    use crate::precision::{Precision, ScaleRule, ScaleState};
 
     /// Every float parameter of a module, in visiting order.
     struct Weights(Vec<f32>);
@@ -668,9 +667,10 @@ mod tests {
         }
     }
 
+    /// The network's weights (not the loss scale).
     fn weights(model: &Segmenter) -> Vec<f32> {
         let mut weights = Weights(Vec::new());
-        model.visit(&mut weights);
+        model.unet.visit(&mut weights);
         weights.0
     }
 
@@ -680,6 +680,23 @@ mod tests {
     /// `devices` as [`train_on`] launches a run. Returns the weights before
     /// and after.
     fn sgd_steps(devices: Vec<Device>) -> (Vec<f32>, Vec<f32>) {
+        let (before, after, _) = sgd_steps_in(devices, Precision::F32, ScaleRule::default());
+        (before, after)
+    }
+
+    /// [`sgd_steps`] computing in `precision`, the loss scaled by `rule`;
+    /// also returns where the scale ends. One run at a time: the initial
+    /// weights come from the device's seeded random stream, which tests
+    /// running beside each other would share.
+    fn sgd_steps_in(
+        devices: Vec<Device>,
+        precision: Precision,
+        rule: ScaleRule,
+    ) -> (Vec<f32>, Vec<f32>, Option<ScaleState>) {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = devices.len();
         let config = RunConfig::trained(
             UNetConfig::new(1, 2)
@@ -703,7 +720,11 @@ mod tests {
         let training = config.training().unwrap();
         training.validate().unwrap();
         let data = RunData::open(&config).unwrap();
-        let name = format!("unet-sgd-{count}-devices-{}", std::process::id());
+        let name = format!(
+            "unet-sgd-{count}-devices-{precision}-{}-{}",
+            rule.initial,
+            std::process::id()
+        );
         let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         prepare_fresh(&dir, &config).unwrap();
@@ -713,7 +734,8 @@ mod tests {
             loss: Loss::Ce,
             class_weights: None,
         };
-        let model = Segmenter::with_objective(config.model.try_init(&device).unwrap(), objective);
+        let model = Segmenter::with_objective(config.model.try_init(&device).unwrap(), objective)
+            .with_precision(precision, rule, &device);
         let before = weights(&model);
         let learner = Learner::new(model, SgdConfig::new().init(), 0.5);
         let run = Run {
@@ -728,7 +750,15 @@ mod tests {
             .launch(learner);
         assert!(result.error.is_none(), "{:?}", result.error);
         std::fs::remove_dir_all(&dir).unwrap();
-        (before, weights(&result.model))
+        let scale = result.model.loss_scale.as_ref().map(|scale| scale.state());
+        (before, weights(&result.model), scale)
+    }
+
+    fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
     }
 
     #[test]
@@ -736,12 +766,7 @@ mod tests {
         let (start, one) = sgd_steps(vec![Device::flex()]);
         let (same_start, two) = sgd_steps(vec![Device::flex(); 2]);
         assert_eq!(start, same_start, "both runs start from the same weights");
-        let largest = |a: &[f32], b: &[f32]| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max)
-        };
+        let largest = largest_difference;
         // Summed unscaled gradients would move the weights twice as far:
         // the steps are far larger than the tolerance.
         let moved = largest(&start, &one);
@@ -750,6 +775,48 @@ mod tests {
         assert!(
             off < 1e-5,
             "two devices end {off} away from one (moved {moved})"
+        );
+    }
+
+    /// A loss scale of 2^100 makes the gradients overflow `f16` (largest
+    /// 65504) in the backward pass: both steps are skipped, the weights do
+    /// not move, and the scale halves at each.
+    #[test]
+    fn an_overflowing_step_is_skipped_and_halves_the_scale() {
+        let rule = ScaleRule {
+            initial: 2f32.powi(100),
+            ..ScaleRule::default()
+        };
+        let (before, after, scale) = sgd_steps_in(vec![Device::flex()], Precision::F16, rule);
+        assert_eq!(before, after, "the weights moved");
+        let expected = ScaleState {
+            scale: 2f32.powi(98),
+            good_steps: 0,
+        };
+        assert_eq!(scale, Some(expected));
+    }
+
+    /// Two `f16` steps with the default scale (2^16) move the weights as two
+    /// `f32` steps do, within a thousandth of how far they move (measured:
+    /// 1.3e-4); gradients left scaled would move them 65536 times as far.
+    #[test]
+    fn half_precision_steps_follow_the_f32_steps() {
+        let devices = || vec![Device::flex()];
+        let (start, full) = sgd_steps(devices());
+        let (same_start, half, scale) =
+            sgd_steps_in(devices(), Precision::F16, ScaleRule::default());
+        assert_eq!(start, same_start);
+        let expected = ScaleState {
+            scale: 65536.0,
+            good_steps: 2,
+        };
+        assert_eq!(scale, Some(expected));
+        let moved = largest_difference(&start, &full);
+        let off = largest_difference(&full, &half);
+        assert!(moved > 1e-3, "the steps moved the weights by {moved}");
+        assert!(
+            off < 1e-3 * moved,
+            "f16 ends {off} away from f32 (moved {moved})"
         );
     }
 }

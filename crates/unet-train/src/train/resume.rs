@@ -95,11 +95,8 @@ fn check_checkpoint(
         file: file(kind),
         reason,
     };
-    let unet = config
-        .model
-        .try_init(device)
-        .map_err(|err| damaged("model", err.to_string()))?;
-    let model = Segmenter::new(unet);
+    let model =
+        Segmenter::of_run(config, device).map_err(|err| damaged("model", err.to_string()))?;
     model
         .try_load_file(file("model"))
         .map_err(|err| damaged("model", err.to_string()))?;

@@ -1,7 +1,9 @@
 //! One training or validation step of a U-Net, in burn-train's terms.
 
 use burn::module::Module;
-use burn::tensor::{ExecutionError, Int, Tensor, TensorData};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, ExecutionError, FloatDType, Int, Tensor, TensorData};
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use unet::{
@@ -9,9 +11,12 @@ use unet::{
 };
 
 use super::loader::SegmentationBatch;
-use crate::config::Loss;
+use crate::config::{Loss, RunConfig};
+use crate::error::CliError;
+use crate::precision::{LossScale, Precision, ScaleRule};
 
-/// A U-Net as burn-train trains it, with the loss it minimises.
+/// A U-Net as burn-train trains it, with the loss it minimises and the
+/// precision it computes in.
 #[derive(Module, Debug)]
 pub struct Segmenter {
     /// The network.
@@ -19,6 +24,11 @@ pub struct Segmenter {
     /// The loss and its class weights.
     #[module(skip)]
     pub objective: Objective,
+    /// The float type of the network's forward and backward passes.
+    #[module(skip)]
+    pub precision: Precision,
+    /// The loss scale, when `precision` scales the loss.
+    pub loss_scale: Option<LossScale>,
 }
 
 /// The loss of a [`Segmenter`]: which one, and a weight per class for the
@@ -40,7 +50,39 @@ impl Segmenter {
 
     /// A network trained for `objective`.
     pub fn with_objective(unet: UNet, objective: Objective) -> Self {
-        Self { unet, objective }
+        Self {
+            unet,
+            objective,
+            precision: Precision::F32,
+            loss_scale: None,
+        }
+    }
+
+    /// The model a run trains, as `config` describes it, on `device`.
+    pub fn of_run(config: &RunConfig, device: &Device) -> Result<Self, CliError> {
+        let training = config.training()?;
+        let objective = Objective {
+            loss: training.loss,
+            class_weights: training.class_weights.clone(),
+        };
+        let unet = config.model.try_init(device)?;
+        Ok(Self::with_objective(unet, objective).with_precision(
+            training.precision,
+            ScaleRule::default(),
+            device,
+        ))
+    }
+
+    /// The network computing in `precision`, its loss scale (if it has
+    /// one) made on `device` by `rule`.
+    pub fn with_precision(self, precision: Precision, rule: ScaleRule, device: &Device) -> Self {
+        Self {
+            precision,
+            loss_scale: precision
+                .scales_loss()
+                .then(|| LossScale::new(rule, device)),
+            ..self
+        }
     }
 
     /// The loss of `logits` against `target` (both cropped alike), with
@@ -81,9 +123,11 @@ pub struct SegmentationOutput {
 }
 
 impl Segmenter {
-    /// Runs the network on a batch and scores it.
+    /// Runs the network on a batch, in its precision, and scores it (the
+    /// loss on `f32` logits).
     pub fn forward_step(&self, batch: SegmentationBatch) -> SegmentationOutput {
-        let logits = self.unet.forward(batch.images);
+        let images = batch.images.cast(self.precision.dtype());
+        let logits = self.unet.forward(images).cast(FloatDType::F32);
         // With unpadded (`Valid`) convolutions the output is the centre of the input.
         let [_, _, h, w] = logits.dims();
         let target = center_crop(batch.masks, [h, w]);
@@ -105,16 +149,46 @@ impl TrainStep for Segmenter {
     /// The gradients of the batch's loss scaled by its share of the step
     /// ([`SegmentationBatch::share`]: 1 on one device), so that the
     /// gradients burn-train sums over the devices of a step are those of
-    /// the step's mean loss. The metrics get the unscaled loss.
+    /// the step's mean loss; and by the loss scale, if there is one
+    /// ([`TrainStep::optimize`] divides it out). The metrics get the
+    /// unscaled loss.
     fn step(&self, batch: SegmentationBatch) -> TrainOutput<SegmentationOutput> {
         let share = batch.share;
         let output = self.forward_step(batch);
-        let gradients = if share == 1.0 {
-            output.loss.backward()
+        let loss = if share == 1.0 {
+            output.loss.clone()
         } else {
-            (output.loss.clone() * share).backward()
+            output.loss.clone() * share
         };
-        TrainOutput::new(self, gradients, output)
+        let loss = match &self.loss_scale {
+            Some(scale) => scale.scaled(loss),
+            None => loss,
+        };
+        TrainOutput::new(self, loss.backward(), output)
+    }
+
+    /// The optimizer's step on the gradients of the step's loss. With a loss
+    /// scale, the summed gradients are unscaled first, and a step whose
+    /// gradients overflowed is skipped (the weights and Adam's state stay
+    /// as they are), as PyTorch's `GradScaler.step` does. burn-train calls
+    /// this with the gradients of all devices summed (`OptimMainDevice`,
+    /// the strategy this crate runs several devices with).
+    fn optimize(
+        mut self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        let Some(scale) = self.loss_scale.take() else {
+            return optim.step(lr, self, grads);
+        };
+        let (grads, scale) = scale.unscale(&self, grads);
+        let mut model = match grads {
+            Some(grads) => optim.step(lr, self, grads),
+            None => self,
+        };
+        model.loss_scale = Some(scale);
+        model
     }
 }
 
