@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn]
-//! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--size 128] [--batch 4] [--backend ..] [--steps 10] [--warmup 3]
+//! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--size 128] [--batch 4] [--base 16] [--precision f32|f16|bf16] [--backend ..] [--steps 10] [--warmup 3]
 //! cargo bench --profile dev --bench bench -- predict [--size 4096] [--backend ..]
 //! ```
 //!
@@ -25,11 +25,12 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv as burn_conv;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Distribution, FloatDType, Int, Tensor};
 use layers::{Conv2dConfig, ConvTranspose2dConfig, Padding};
-use unet::{UNetConfig, cross_entropy};
-use unet_train::BackendKind;
+use unet::{UNet, UNetConfig, cross_entropy};
+use unet_train::precision::{LossScale, ScaleRule};
+use unet_train::{BackendKind, Precision};
 
 /// A layer of the benchmark: name, input shape, and how to build it.
 struct Case {
@@ -233,6 +234,10 @@ struct Options {
     size: Option<usize>,
     /// `unet`: images per step.
     batch: usize,
+    /// `unet`: the network's base width.
+    base: usize,
+    /// `unet`: the float type of the forward and backward passes.
+    precision: Precision,
 }
 
 fn bench_conv(options: &Options) {
@@ -294,64 +299,76 @@ fn peak_rss() -> Option<u64> {
 }
 
 fn bench_unet(options: &Options) {
-    // The network of torch_unet_bench.py: base 16, depth 4, 2 classes; by
-    // default batch 4 of 1x128x128, as its defaults.
-    let (batch, size, classes) = (options.batch, options.size.unwrap_or(128), 2);
+    // The network of torch_unet_bench.py: base 16 (--base), depth 4, 2
+    // classes; by default batch 4 of 1x128x128, as its defaults.
+    let (batch, size, classes, base) =
+        (options.batch, options.size.unwrap_or(128), 2, options.base);
     let config = UNetConfig::new(1, classes)
-        .with_base_width(16)
+        .with_base_width(base)
         .with_depth(4);
-    let base = options.backend.device();
+    let plain = options.backend.device();
     let train = options.mode == "train";
     let device = if train {
-        base.clone().autodiff()
+        plain.clone().autodiff()
     } else {
-        base.clone()
+        plain.clone()
     };
     device.seed(0);
-    let mut model = config.init(&device);
+    let model = config.init(&device);
     let x = Tensor::<4>::random(
         [batch, 1, size, size],
         Distribution::Normal(0.0, 1.0),
         &device,
-    );
+    )
+    .cast(options.precision.dtype());
     let target = Tensor::<3, Int>::random(
         [batch, size, size],
         Distribution::Uniform(0.0, classes as f64),
         &device,
     );
-    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut step = Step {
+        model,
+        optimizer: AdamConfig::new().with_epsilon(1e-8).init(),
+        scale: (train && options.precision.scales_loss())
+            .then(|| LossScale::new(ScaleRule::default(), &device)),
+    };
     let mut times = Vec::new();
-    for step in 0..options.warmup + options.reps {
+    for i in 0..options.warmup + options.reps {
         let start = Instant::now();
         if train {
-            let loss = cross_entropy(model.forward(x.clone()), target.clone());
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(1e-3, model, gradients);
-            let _ = loss.into_scalar::<f32>();
+            step.train(x.clone(), target.clone());
         } else {
-            let _ = model
+            let _ = step
+                .model
                 .forward(x.clone())
                 .slice([0..1, 0..1, 0..1, 0..1])
                 .into_scalar::<f32>();
         }
         sync(&device);
-        if step >= options.warmup {
+        if i >= options.warmup {
             times.push(start.elapsed().as_secs_f64());
         }
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    let params = model.num_params();
+    let params = step.model.num_params();
     // Forward FLOPs from the layer table; a training step counts three
     // forward passes (forward, and the two gradients of every product).
-    let forward = unet::summary(&model, [1, 1, size, size]).map_or(0, |s| s.total_flops());
+    let forward = unet::summary(&step.model, [1, 1, size, size]).map_or(0, |s| s.total_flops());
     let step_flops = batch as f64 * forward as f64 * if train { 3.0 } else { 1.0 };
+    // What the GPU allocator holds after the steps (CubeCL keeps pages for
+    // reuse: about the peak); `null` on the CPU backends.
+    let reserved = plain
+        .memory_pool_usage()
+        .map_or("null".to_string(), |usage| usage.bytes_reserved.to_string());
     println!(
-        "{{\"mode\": \"{}\", \"backend\": \"{}\", \"images_per_s\": {:.3}, \"ms_per_step_median\": {:.2}, \
-         \"ms_per_step_min\": {:.2}, \"ms_per_step_max\": {:.2}, \"params\": {params}, \"batch\": {batch}, \
-         \"size\": {size}, \"base\": 16, \"peak_rss_bytes\": {}, \"steps\": {}, \"gflops\": {:.1}}}",
+        "{{\"mode\": \"{}\", \"backend\": \"{}\", \"precision\": \"{}\", \"images_per_s\": {:.3}, \
+         \"ms_per_step_median\": {:.2}, \"ms_per_step_min\": {:.2}, \"ms_per_step_max\": {:.2}, \
+         \"params\": {params}, \"batch\": {batch}, \"size\": {size}, \"base\": {base}, \
+         \"peak_rss_bytes\": {}, \"device_reserved_bytes\": {reserved}, \"steps\": {}, \"gflops\": {:.1}}}",
         options.mode,
         options.backend,
+        options.precision,
         batch as f64 / median,
         median * 1e3,
         times[0] * 1e3,
@@ -360,6 +377,40 @@ fn bench_unet(options: &Options) {
         options.reps,
         step_flops / median / 1e9,
     );
+}
+
+/// A training step as `unet train` makes it: the input in the run's
+/// precision, the loss on `f32` logits, Adam on `f32` weights, and with
+/// `f16` the loss scaled and the gradients unscaled and checked.
+struct Step {
+    model: UNet,
+    optimizer: ModuleOptimizer,
+    scale: Option<LossScale>,
+}
+
+impl Step {
+    fn train(&mut self, x: Tensor<4>, target: Tensor<3, Int>) {
+        let model = self.model.clone();
+        let logits = model.forward(x).cast(FloatDType::F32);
+        let loss = cross_entropy(logits, target);
+        let scaled = match &self.scale {
+            Some(scale) => scale.scaled(loss.clone()),
+            None => loss.clone(),
+        };
+        let gradients = GradientsParams::from_grads(scaled.backward(), &model);
+        let gradients = match self.scale.take() {
+            Some(scale) => {
+                let (gradients, next) = scale.unscale(&model, gradients);
+                self.scale = Some(next);
+                gradients
+            }
+            None => Some(gradients),
+        };
+        if let Some(gradients) = gradients {
+            self.model = self.optimizer.step(1e-3, model, gradients);
+        }
+        let _ = loss.into_scalar::<f32>();
+    }
 }
 
 const NUCLEI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/nuclei-dsb2018");
@@ -479,6 +530,8 @@ fn main() {
         mode: "train".into(),
         size: None,
         batch: 4,
+        base: 16,
+        precision: Precision::F32,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -502,6 +555,10 @@ fn main() {
             "--mode" if value == "train" || value == "infer" => options.mode = value,
             "--size" => options.size = Some(count()),
             "--batch" => options.batch = count(),
+            "--base" => options.base = count(),
+            "--precision" => {
+                options.precision = value.parse().unwrap_or_else(|err| fail(&format!("{err}")))
+            }
             _ => fail(&format!("unknown option {flag} {value}")),
         }
     }

@@ -6,7 +6,11 @@
 # PyTorch's, for --rounds rounds, so that both see the same machine state;
 # the tables give the median over the rounds and the range.
 #
-#   scripts/bench-vs-pytorch.sh [--backend flex|ndarray|wgpu] [--threads 2] [--reps 10] [--rounds 3]
+#   scripts/bench-vs-pytorch.sh [--backend flex|ndarray] [--threads 2] [--reps 10] [--rounds 3]
+#   scripts/bench-vs-pytorch.sh --backend wgpu [--precision f16|bf16] ...
+#
+# With a GPU backend, the comparison is with PyTorch on CUDA:
+# scripts/bench-gpu-vs-pytorch.sh, which takes the remaining options.
 #
 # PyTorch: the first python with `import torch` working among .venv-bench,
 # $PYTHON and python3 (nothing is installed then); otherwise it is installed
@@ -14,6 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for arg in "$@"; do
+    case "$arg" in wgpu) exec scripts/bench-gpu-vs-pytorch.sh "$@" ;; esac
+done
 backend=flex threads=2 reps=10 rounds=3
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,13 +34,8 @@ done
 bench_dir=../shared/bench
 [ -d "$bench_dir" ] || { echo "no $bench_dir: the PyTorch baselines live there" >&2; exit 1; }
 
-python=""
-for candidate in .venv-bench/bin/python "${PYTHON:-}" python3; do
-    if [ -n "$candidate" ] && "$candidate" -c "import torch" 2>/dev/null; then
-        python=$candidate
-        break
-    fi
-done
+source scripts/bench-common.sh
+python=$(find_python "import torch")
 if [ -z "$python" ]; then
     echo "installing PyTorch into .venv-bench" >&2
     python3 -m venv .venv-bench
@@ -47,41 +49,30 @@ export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$thre
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-cargo build -q --profile dev --bench bench
-bench=$(cargo bench -q --profile dev --bench bench --no-run --message-format=json 2>/dev/null \
-    | "$python" -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "bench" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+bench=$(bench_binary "$python")
 # Peak resident memory of a command, printed after its output as {"peak_rss_bytes": N}.
 with_peak() {
     "$python" -c 'import resource, subprocess, sys, json
 subprocess.run(sys.argv[1:], check=True)
 print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))' "$@"
 }
-tag() { "$python" -c 'import json, sys
-extra = json.loads(sys.argv[1])
-for line in sys.stdin:
-    if line.strip():
-        d = json.loads(line); d.update(extra); print(json.dumps(d))' "$1"; }
 
 configs="128:4:train 128:4:infer 256:8:train 512:2:train"
 for round in $(seq 1 "$rounds"); do
     echo "round $round of $rounds: layers ($backend, $threads threads)..." >&2
-    "$bench" conv --backend "$backend" --reps "$reps" | tag "{\"round\": $round}" >> "$out/ours_conv.jsonl"
-    "$python" "$bench_dir/torch_conv_bench.py" --threads "$threads" --reps "$reps" | tag "{\"round\": $round}" >> "$out/torch_conv.jsonl"
+    "$bench" conv --backend "$backend" --reps "$reps" | tag "$python" "{\"round\": $round}" >> "$out/ours_conv.jsonl"
+    "$python" "$bench_dir/torch_conv_bench.py" --threads "$threads" --reps "$reps" | tag "$python" "{\"round\": $round}" >> "$out/torch_conv.jsonl"
     for config in $configs; do
         IFS=: read -r size batch mode <<< "$config"
         echo "round $round of $rounds: U-Net $mode ${size}x${size} batch $batch..." >&2
         "$bench" unet --mode "$mode" --backend "$backend" --steps "$reps" --size "$size" --batch "$batch" \
-            | tag "{\"round\": $round, \"config\": \"$config\"}" >> "$out/ours_unet.jsonl"
+            | tag "$python" "{\"round\": $round, \"config\": \"$config\"}" >> "$out/ours_unet.jsonl"
         with_peak "$python" "$bench_dir/torch_unet_bench.py" --mode "$mode" --threads "$threads" \
             --steps "$reps" --size "$size" --batch "$batch" \
             | "$python" -c 'import json, sys
 lines = [json.loads(l) for l in sys.stdin if l.strip()]
 d = lines[0]; d.update(lines[-1]); print(json.dumps(d))' \
-            | tag "{\"round\": $round, \"config\": \"$config\"}" >> "$out/torch_unet.jsonl"
+            | tag "$python" "{\"round\": $round, \"config\": \"$config\"}" >> "$out/torch_unet.jsonl"
     done
 done
 echo "measuring PyTorch's SGEMM (the roof)..." >&2

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# This project on a GPU (wgpu) against PyTorch on CUDA on the same
+# machine: the U-Net training step and inference (base width 32, depth 4,
+# batch 16 of 1x256x256) and the per-layer table, PyTorch in eager float32
+# and with automatic mixed precision (f16 with its GradScaler), ours in f32
+# and in --precision. Runs alternate, ours then PyTorch's, for --rounds
+# rounds; tables give the median over the rounds. Called by
+# `scripts/bench-vs-pytorch.sh --backend wgpu`.
+#
+#   scripts/bench-gpu-vs-pytorch.sh [--backend wgpu] [--precision f16|bf16] [--steps 20] [--rounds 3]
+#                                   [--bench-bin PATH] [--torch-bench-dir DIR]
+#                                   [--torch-device cuda] [--base 32] [--batch 16] [--size 256]
+#
+# (`--torch-device cpu` with small shapes checks the script itself on a
+# machine without a GPU; its figures mean nothing.)
+#
+# PyTorch: the first python with `import torch` and a CUDA GPU among
+# .venv-bench, $PYTHON and python3; nothing is installed (GPU machines are
+# often offline). Our side: --bench-bin (the `bench` binary built elsewhere:
+# `cargo bench --profile dev --bench bench --no-run` prints its path), or
+# built here with cargo. The network and layers come from ../shared/bench
+# (--torch-bench-dir where that is elsewhere).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+backend=wgpu precision=f16 steps=20 rounds=3 bench="" torch_dir=../shared/bench
+torch_device=cuda base=32 batch=16 size=256
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --backend) backend=$2; shift 2 ;;
+        --precision) precision=$2; shift 2 ;;
+        --steps) steps=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --bench-bin) bench=$2; shift 2 ;;
+        --torch-bench-dir) torch_dir=$2; shift 2 ;;
+        --torch-device) torch_device=$2; shift 2 ;;
+        --base) base=$2; shift 2 ;;
+        --batch) batch=$2; shift 2 ;;
+        --size) size=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+case "$backend" in wgpu) ;; *) echo "--backend $backend: must be wgpu" >&2; exit 2 ;; esac
+case "$precision" in f16|bf16) ;; *) echo "--precision $precision: must be f16 or bf16" >&2; exit 2 ;; esac
+[ -f "$torch_dir/torch_unet_bench.py" ] || { echo "no $torch_dir/torch_unet_bench.py: give --torch-bench-dir" >&2; exit 1; }
+export TORCH_BENCH_DIR=$torch_dir
+
+source scripts/bench-common.sh
+python=$(find_python "import torch; assert '$torch_device' == 'cpu' or torch.cuda.is_available()")
+[ -n "$python" ] || { echo "no python here has PyTorch with a CUDA GPU: the GPU comparison needs one" >&2; exit 1; }
+
+[ -n "$bench" ] || bench=$(bench_binary "$python")
+[ -x "$bench" ] || { echo "no bench binary ($bench)" >&2; exit 1; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+shape=(--base "$base" --batch "$batch" --size "$size" --steps "$steps")
+for round in $(seq 1 "$rounds"); do
+    for mode in train infer; do
+        for p in f32 "$precision"; do
+            echo "round $round of $rounds: U-Net $mode, ours $backend $p..." >&2
+            "$bench" unet --mode "$mode" --backend "$backend" --precision "$p" "${shape[@]}" \
+                | tag "$python" "{\"round\": $round}" >> "$out/ours_unet.jsonl"
+        done
+        for p in f32 f16; do
+            echo "round $round of $rounds: U-Net $mode, PyTorch CUDA $p..." >&2
+            "$python" scripts/torch_gpu_bench.py unet --mode "$mode" --precision "$p" "${shape[@]}" --device "$torch_device" \
+                | tag "$python" "{\"round\": $round}" >> "$out/torch_unet.jsonl"
+        done
+    done
+    echo "round $round of $rounds: layers..." >&2
+    "$bench" conv --backend "$backend" --reps "$steps" --impl ours | tag "$python" "{\"round\": $round}" >> "$out/ours_conv.jsonl"
+    "$python" scripts/torch_gpu_bench.py conv --steps "$steps" --device "$torch_device" | tag "$python" "{\"round\": $round}" >> "$out/torch_conv.jsonl"
+done
+
+"$python" - "$out" "$backend" "$precision" "$rounds" "$base" "$batch" "$size" <<'EOF'
+import json, os, statistics, sys
+out, backend, precision, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+base, batch, size = sys.argv[5:8]
+def lines(name):
+    with open(os.path.join(out, name)) as f:
+        return [json.loads(l) for l in f if l.strip()]
+ou, tu = lines("ours_unet.jsonl"), lines("torch_unet.jsonl")
+gpu = tu[0]["device"]
+print(f"{gpu}; ours: {backend}; PyTorch {tu[0]['torch']}; U-Net base {base}, depth 4, batch {batch} of 1x{size}x{size};")
+print(f"median over {rounds} interleaved rounds of the median of each run's steps; ratio = PyTorch time / ours (above 1: we are faster)")
+print()
+print("| U-Net | ours img/s | PyTorch f32 img/s | PyTorch AMP f16 img/s | vs f32 | vs AMP | ours GPU MiB | PyTorch f32 / AMP MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+med = lambda rows, key: statistics.median(r[key] for r in rows)
+mib = lambda rows: max((r["device_reserved_bytes"] or 0) for r in rows) / 2**20
+for mode in ["train", "infer"]:
+    t32 = [r for r in tu if r["mode"] == mode and r["precision"] == "f32"]
+    t16 = [r for r in tu if r["mode"] == mode and r["precision"] == "f16"]
+    for p in ["f32", precision]:
+        o = [r for r in ou if r["mode"] == mode and r["precision"] == p]
+        ms = med(o, "ms_per_step_median")
+        print(f"| {mode} ours {p} | {med(o, 'images_per_s'):.1f} | {med(t32, 'images_per_s'):.1f} | "
+              f"{med(t16, 'images_per_s'):.1f} | {med(t32, 'ms_per_step_median') / ms:.2f} | "
+              f"{med(t16, 'ms_per_step_median') / ms:.2f} | {mib(o):.0f} | {mib(t32):.0f} / {mib(t16):.0f} |")
+print()
+oc, tc = lines("ours_conv.jsonl"), lines("torch_conv.jsonl")
+print("| layer (f32) | pass | ours ms | PyTorch ms | PyTorch/ours |")
+print("|---|---|---:|---:|---:|")
+for layer in dict.fromkeys(r["layer"] for r in tc):
+    for key, name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
+        o = med([r for r in oc if r["layer"] == layer], key)
+        t = med([r for r in tc if r["layer"] == layer], key)
+        print(f"| {layer} | {name} | {o:.3f} | {t:.3f} | {t / o:.2f} |")
+EOF
