@@ -64,7 +64,7 @@ for round in $(seq 1 "$rounds"); do
                 | tag "$python" "{\"round\": $round}" >> "$out/ours_unet.jsonl"
         done
         for p in f32 f16; do
-            echo "round $round of $rounds: U-Net $mode, PyTorch CUDA $p..." >&2
+            echo "round $round of $rounds: U-Net $mode, PyTorch $torch_device $p..." >&2
             "$python" scripts/torch_gpu_bench.py unet --mode "$mode" --precision "$p" "${shape[@]}" --device "$torch_device" \
                 | tag "$python" "{\"round\": $round}" >> "$out/torch_unet.jsonl"
         done

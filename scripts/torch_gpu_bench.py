@@ -50,7 +50,7 @@ def timed(step, device, warmup, steps):
 
 def autocast(device, precision):
     """PyTorch's automatic mixed precision, or nothing for f32."""
-    return torch.autocast(device.type, dtype=HALF[precision], enabled=precision in HALF)
+    return torch.autocast(device.type, dtype=HALF.get(precision, torch.float16), enabled=precision in HALF)
 
 
 def unet(args, device):
