@@ -7,9 +7,13 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use burn::module::Module;
+use burn::tensor::Device;
 use unet::UNetConfig;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::history::EpochRecord;
+use unet_train::precision::ScaleState;
+use unet_train::train::Segmenter;
 use unet_train::train::{Progress, train};
 use unet_train::{BackendKind, Precision};
 
@@ -19,9 +23,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs take turns (see above).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// The last epoch of `config`'s run, one run at a time.
 fn last_epoch(config: &RunConfig, name: &str) -> EpochRecord {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -88,4 +94,32 @@ fn bf16_trains_as_f32_on_flex() {
 #[test]
 fn f16_trains_as_f32_on_wgpu() {
     half_precision_trains_as_f32(BackendKind::Wgpu, Precision::F16);
+}
+
+/// The loss scale is part of the checkpoint: after one f16 epoch of 10
+/// finite steps, the checkpoint's model holds the scale and the count of
+/// good steps (a model made afresh has 0), which `--resume` loads.
+#[test]
+fn checkpoints_keep_the_loss_scale() {
+    let config = small(BackendKind::Flex, Precision::F16);
+    let mut one_epoch = config.clone();
+    one_epoch.training.as_mut().unwrap().epochs = 1;
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = scratch("checkpoint-scale");
+    train(&one_epoch, &dir, false, Progress::Quiet).unwrap();
+    let device = Device::flex();
+    let fresh = Segmenter::of_run(&one_epoch, &device).unwrap();
+    let state = |model: &Segmenter| model.loss_scale.as_ref().map(|scale| scale.state());
+    assert_eq!(state(&fresh).map(|s| s.good_steps), Some(0));
+    let saved = fresh
+        .try_load_file(dir.join("checkpoint").join("model-1.bpk"))
+        .unwrap();
+    let expected = ScaleState {
+        scale: 65536.0,
+        good_steps: 10,
+    };
+    assert_eq!(state(&saved), Some(expected));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
