@@ -37,15 +37,23 @@ fn main() -> ExitCode {
                 }
             };
             let device = request.backend.device();
-            let report = match &golden {
-                AnyGolden::Conv(file) => run_in(
+            let report = match (&golden, request.precision) {
+                (AnyGolden::Conv(file), precision) => run_in(
                     file,
                     &device,
                     request.implementation,
                     request.tolerance,
-                    request.precision.dtype(),
+                    precision.dtype(),
                 ),
-                _ => run_any(&golden, &device, request.implementation, request.tolerance),
+                (_, Precision::F32) => {
+                    run_any(&golden, &device, request.implementation, request.tolerance)
+                }
+                (_, precision) => {
+                    eprintln!(
+                        "error: --precision {precision}: convolution files only (conv-golden/1)"
+                    );
+                    return ExitCode::from(2);
+                }
             };
             for line in report.failure_lines() {
                 println!("{line}");

@@ -6,19 +6,22 @@
 //! | the input tensor | engine |
 //! |---|---|
 //! | `f32` on flex or ndarray, with or without autodiff | the kernels of [`crate::cpu`] |
-//! | `f16` or `bf16` on flex or ndarray | the same kernels in `f32`, the result rounded ([`cpu::half_on_cpu`]) |
-//! | `f16` or `bf16` on another backend (wgpu) | [`crate::lowering`]: convolutions as matrix products over patches; transposed ones with stride = kernel as one product, others in `f32` |
+//! | `f16` or `bf16` on flex or ndarray | the same kernels in `f32`, the result rounded |
+//! | `f16` or `bf16` on another backend (wgpu) | [`crate::lowering`]: convolutions as matrix products over patches; transposed ones with stride = kernel as one product, others in `f32`, the result rounded |
 //! | `f32` carrying gradients on another backend (wgpu), in a shape with a matrix-product form (1x1 stride 1 unpadded; transposed with stride = kernel) | [`crate::lowering`] |
 //! | anything else | Burn's `conv2d` / `conv_transpose2d` |
 //!
-//! The float type is the input's: a weight is cast to a half-precision
-//! input's type, and batch norm computes a half-precision input in `f32`
-//! and returns the input's type (its statistics would lose too much in half
-//! precision; PyTorch's autocast keeps it in `f32` too). Half-precision
+//! The float type is the input's: a weight is cast to the input's type
+//! (a no-op unless it is a half-precision one), and batch norm computes a
+//! half-precision input in `f32` and returns the input's type (its
+//! statistics would lose too much in half precision; PyTorch's autocast
+//! keeps it in `f32` too). Half-precision
 //! products must accumulate in `f32`, as PyTorch's do: Burn 0.22's direct
 //! convolution kernels on wgpu accumulate in the half type (a weight
-//! gradient over 4 images of 64x64 was 5% off in `f16`), its matrix products
-//! in `f32`, hence the table.
+//! gradient over 4608 pixels came out 93% off in `f16`:
+//! `crates/conformance/tests/half_accumulation.rs`), its matrix products in
+//! `f32`, hence the table. The CPU has no half-precision arithmetic to gain
+//! from, so there half-precision inputs take the `f32` kernels.
 //!
 //! Why the matrix-product forms only when training: measured on flex before
 //! the CPU kernels existed (`docs/performance.md`), their backward pass was
@@ -32,7 +35,6 @@ use burn::tensor::module::{
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor, activation};
 
-use crate::ops::in_float_type_of;
 use crate::{cpu, lowering};
 
 /// What computes one convolution.
@@ -40,16 +42,22 @@ use crate::{cpu, lowering};
 enum Engine {
     CpuKernels,
     MatrixProducts,
+    /// A half-precision input converted to `f32`, the convolution computed
+    /// by the engine of that, the result converted back.
+    InF32,
     Burn,
 }
 
-/// The engine for `input`, given whether the convolution has a
-/// matrix-product form of its own (the general one, [`lowering::patches`],
-/// is for half precision).
-fn engine(input: &Tensor<4>, has_matrix_form: bool) -> Engine {
+/// The engine for `input`, given whether the convolution has a cheaper
+/// matrix-product form (`fast_form`, used when training) and whether it has
+/// one at all (`any_form`, used for every half-precision input on a GPU).
+fn engine(input: &Tensor<4>, fast_form: bool, any_form: bool) -> Engine {
+    let half = is_half(input.dtype());
     if cpu::has_kernels_for(input) {
         Engine::CpuKernels
-    } else if (has_matrix_form && input.is_autodiff()) || is_half(input.dtype()) {
+    } else if half && (cpu::on_cpu(input) || !any_form) {
+        Engine::InF32
+    } else if half || (fast_form && input.is_autodiff()) {
         Engine::MatrixProducts
     } else {
         Engine::Burn
@@ -63,17 +71,17 @@ fn engine(input: &Tensor<4>, has_matrix_form: bool) -> Engine {
 /// - `weight`: `[out_channels, in_channels / groups, kh, kw]`
 /// - output: `[batch, out_channels, height_out, width_out]`
 pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
-    if let Some(dtype) = cpu::half_on_cpu(&x) {
-        return conv2d(x.cast(DType::F32), weight, options).cast(dtype);
-    }
-    let weight = in_float_type_of(weight, &x);
     let [_, _, kh, kw] = weight.dims();
     let pointwise = lowering::is_pointwise([kh, kw], options.stride, options.padding);
-    match engine(&x, pointwise) {
+    let dtype = x.dtype();
+    match engine(&x, pointwise, true) {
         Engine::CpuKernels => cpu::conv2d(x, weight, options.clone()),
-        Engine::MatrixProducts if pointwise => lowering::pointwise(x, weight, options.groups),
-        Engine::MatrixProducts => lowering::patches(x, weight, options),
-        Engine::Burn => burn_conv2d(x, weight, None, options.clone()),
+        Engine::InF32 => conv2d(x.cast(DType::F32), weight, options).cast(dtype),
+        Engine::MatrixProducts if pointwise => {
+            lowering::pointwise(x, weight.cast(dtype), options.groups)
+        }
+        Engine::MatrixProducts => lowering::patches(x, weight.cast(dtype), options),
+        Engine::Burn => burn_conv2d(x, weight.cast(dtype), None, options.clone()),
     }
 }
 
@@ -93,26 +101,19 @@ pub(crate) fn conv_transpose2d_full(
     dilation: [usize; 2],
     groups: usize,
 ) -> Tensor<4> {
-    if let Some(dtype) = cpu::half_on_cpu(&x) {
-        let y = conv_transpose2d_full(x.cast(DType::F32), weight, stride, dilation, groups);
-        return y.cast(dtype);
-    }
-    let weight = in_float_type_of(weight, &x);
     let [_, _, kh, kw] = weight.dims();
     let non_overlapping = lowering::is_non_overlapping([kh, kw], stride, dilation, groups);
     let dtype = x.dtype();
-    match engine(&x, non_overlapping) {
+    match engine(&x, non_overlapping, non_overlapping) {
         Engine::CpuKernels => cpu::conv_transpose2d(x, weight, stride, dilation, groups),
-        Engine::MatrixProducts if non_overlapping => {
-            lowering::non_overlapping_transposed(x, weight)
+        Engine::InF32 => {
+            let y = conv_transpose2d_full(x.cast(DType::F32), weight, stride, dilation, groups);
+            y.cast(dtype)
         }
-        Engine::MatrixProducts => {
-            let (x, weight) = (x.cast(DType::F32), weight.cast(DType::F32));
-            conv_transpose2d_full(x, weight, stride, dilation, groups).cast(dtype)
-        }
+        Engine::MatrixProducts => lowering::non_overlapping_transposed(x, weight.cast(dtype)),
         Engine::Burn => conv_transpose2d(
             x,
-            weight,
+            weight.cast(dtype),
             None,
             ConvTransposeOptions::new(stride, [0, 0], [0, 0], dilation, groups),
         ),
@@ -179,7 +180,7 @@ pub(crate) fn batch_norm(
     cpu::channel_affine(x, scale, shift, relu)
 }
 
-/// Whether `dtype` is a half-precision float type (batch norm computes those in `f32`).
+/// Whether `dtype` is a half-precision float type.
 fn is_half(dtype: DType) -> bool {
     matches!(dtype, DType::F16 | DType::BF16)
 }

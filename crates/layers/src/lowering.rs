@@ -19,6 +19,8 @@
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Slice, Tensor};
 
+use crate::shape::conv_output_size;
+
 /// Whether [`pointwise`] computes a convolution of this geometry.
 pub(crate) fn is_pointwise(
     kernel: [usize; 2],
@@ -58,13 +60,12 @@ pub(crate) fn patches(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>)
     let [n, _, h, w] = x.dims();
     let [c_out, group_in, kh, kw] = weight.dims();
     let groups = options.groups;
-    let padding = options.padding;
-    let out = |size: usize, k: usize, i: usize| {
-        let (before, after) = padding[i];
-        (size + before + after - options.dilation[i] * (k - 1) - 1) / options.stride[i] + 1
-    };
-    let (ho, wo) = (out(h, kh, 0), out(w, kw, 1));
-    let x = x.pad(padding, PadMode::Constant(0.0));
+    let [ho, wo] = [(h, kh, 0), (w, kw, 1)].map(|(size, k, i)| {
+        let (stride, dilation) = (options.stride[i], options.dilation[i]);
+        conv_output_size(size, k, stride, options.padding[i], dilation)
+            .expect("the layers check the output size before they get here")
+    });
+    let x = x.pad(options.padding, PadMode::Constant(0.0));
     let view = |start: usize, count: usize, i: usize| {
         let step = options.stride[i];
         let end = start + (count - 1) * step + 1;

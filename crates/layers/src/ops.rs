@@ -59,22 +59,13 @@ pub(crate) fn add_bias(x: Tensor<4>, bias: Option<&Param<Tensor<1>>>) -> Tensor<
     match bias {
         Some(bias) => {
             let [channels] = bias.dims();
-            let bias = in_float_type_of(bias.val(), &x);
+            // In the input's type (a half-precision one in mixed precision);
+            // the gradient comes back through the cast in the bias's own.
+            let bias = bias.val().cast(x.dtype());
             x + bias.reshape([1, channels, 1, 1])
         }
         None => x,
     }
-}
-
-/// `tensor` in the float type of `like`: a layer's parameters, kept in the
-/// type they were made in (`f32`), meet a half-precision input in its type.
-/// The cast is a no-op for equal types; under autodiff its gradient comes
-/// back in the parameter's own type.
-pub(crate) fn in_float_type_of<const D: usize, const E: usize>(
-    tensor: Tensor<D>,
-    like: &Tensor<E>,
-) -> Tensor<D> {
-    tensor.cast(like.dtype())
 }
 
 #[cfg(test)]

@@ -333,11 +333,8 @@ fn run_train(args: TrainArgs) -> Result<(), CliError> {
     };
     let training = config.training()?;
     use_backend(training.backend);
-    let devices = training
-        .backend
-        .open_all(training.devices.as_deref(), training.gpu)?;
+    let devices = training.open_devices()?;
     let device = &devices[0];
-    training.precision.check_device(training.backend, device)?;
     let from = if resume {
         resume_notes(&config, &dir, device)?
     } else {

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use unet::UNetConfig;
 
@@ -215,6 +216,16 @@ impl TrainingConfig {
             devices: None,
             precision: Precision::F32,
         }
+    }
+
+    /// The run's devices ([`BackendKind::open_all`], the main one first),
+    /// each checked to compute in the run's precision.
+    pub fn open_devices(&self) -> Result<Vec<Device>, CliError> {
+        let devices = self.backend.open_all(self.devices.as_deref(), self.gpu)?;
+        for device in &devices {
+            self.precision.check_device(self.backend, device)?;
+        }
+        Ok(devices)
     }
 
     /// The number of devices trained on: one unless `--devices` names more.

@@ -207,11 +207,18 @@ impl LossScale {
 
     /// The current state (read from the device).
     pub fn state(&self) -> ScaleState {
-        let values: Vec<f32> = self.state.val().into_data().iter::<f32>().collect();
-        ScaleState {
+        Self::read(self.state.val()).0
+    }
+
+    /// The state, and whether the values after it are all finite, from
+    /// `values` (`[scale, good steps, ..]`): one read from the device.
+    fn read(values: Tensor<1>) -> (ScaleState, bool) {
+        let values: Vec<f32> = values.into_data().iter::<f32>().collect();
+        let state = ScaleState {
             scale: values[0],
             good_steps: values[1] as u32,
-        }
+        };
+        (state, values[2..].iter().all(|v| v.is_finite()))
     }
 
     /// `loss` times the scale (on the device: no read).
@@ -234,11 +241,13 @@ impl LossScale {
             total: None,
         };
         module.visit(&mut sums);
-        let finite = sums
-            .total
-            .is_none_or(|total| total.into_data().iter::<f32>().all(f32::is_finite));
-        let state = self.state();
-        let device = self.state.val().device();
+        let values = self.state.val();
+        let device = values.device();
+        let values = match sums.total {
+            Some(total) => Tensor::cat(vec![values, total.to_device(&device)], 0),
+            None => values,
+        };
+        let (state, finite) = Self::read(values);
         let next = Self {
             state: Self::param(self.rule.after(state, finite), &device),
             rule: self.rule,

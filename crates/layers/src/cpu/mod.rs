@@ -13,10 +13,10 @@
 //! (`norm`). They reach Burn through backend extensions: [`CpuConv`] and
 //! [`CpuNorm`] are implemented for `Flex`, `NdArray` and for `Autodiff` over
 //! them, where handwritten backward nodes call the gradient kernels. Other
-//! backends keep Burn's kernels; half-precision inputs are computed in
-//! `f32` and rounded back ([`half_on_cpu`]). [`has_kernels_for`] says when
-//! this path is taken ([`crate::dispatch`] asks it). The element-wise loops run with the widest vector
-//! instructions the CPU has (`simd`).
+//! backends and types keep Burn's kernels: [`has_kernels_for`] says when
+//! this path is taken ([`crate::dispatch`] asks it, and gives half-precision
+//! inputs on the CPU backends to it in `f32`). The element-wise loops run
+//! with the widest vector instructions the CPU has (`simd`).
 
 mod depthwise;
 mod depthwise_padded;
@@ -43,18 +43,8 @@ pub(crate) fn has_kernels_for(input: &Tensor<4>) -> bool {
     input.dtype() == DType::F32 && on_cpu(input)
 }
 
-/// The type of `input` if it is a half-precision one (`f16`, `bf16`) on the
-/// flex or ndarray device. The CPU has no half-precision arithmetic to gain
-/// from, so such convolutions run on the `f32` kernels and are rounded back
-/// ([`crate::dispatch`]): what a GPU's half-precision products with `f32`
-/// accumulation give, where Burn's own CPU kernels would accumulate in the
-/// half type.
-pub(crate) fn half_on_cpu(input: &Tensor<4>) -> Option<DType> {
-    let dtype = input.dtype();
-    (matches!(dtype, DType::F16 | DType::BF16) && on_cpu(input)).then_some(dtype)
-}
-
-fn on_cpu(input: &Tensor<4>) -> bool {
+/// Whether `input` is on the flex or ndarray device.
+pub(crate) fn on_cpu(input: &Tensor<4>) -> bool {
     let device = input.device().inner();
     #[allow(deprecated)]
     let ndarray = Device::ndarray();

@@ -188,9 +188,6 @@ pub fn train_on(
         None => fits(check_input(config, &data)?)?,
     }
     let devices = open_devices(training, &data)?;
-    for device in &devices {
-        training.precision.check_device(training.backend, device)?;
-    }
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -231,9 +228,9 @@ pub fn train_on(
     watch.outcome(config, &data, dir, &base)
 }
 
-/// The run's devices ([`crate::backend::BackendKind::open_all`]), the main one first; an
-/// epoch with fewer training samples than devices is refused (each device
-/// takes a part of it).
+/// The run's devices ([`TrainingConfig::open_devices`]); an epoch with
+/// fewer training samples than devices is refused (each device takes a part
+/// of it).
 fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>, CliError> {
     let devices = training.device_count();
     let epoch = training.epoch_samples.unwrap_or(data.train.len());
@@ -247,9 +244,7 @@ fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>
             ),
         ));
     }
-    training
-        .backend
-        .open_all(training.devices.as_deref(), training.gpu)
+    training.open_devices()
 }
 
 /// The model, Adam and the cosine learning-rate schedule over all steps.
