@@ -3,7 +3,7 @@
 //! so that `scripts/bench-vs-pytorch.sh` can set them side by side.
 //!
 //! ```sh
-//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn]
+//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn|burn-per-group]
 //! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--size 128] [--batch 4] [--base 16] [--precision f32|f16|bf16] [--backend ..] [--steps 10] [--warmup 3]
 //! cargo bench --profile dev --bench bench -- predict [--size 4096] [--backend ..]
 //! ```
@@ -13,7 +13,11 @@
 //!
 //! `conv` times each layer of `../shared/bench/torch_conv_bench.py` forward and forward+backward
 //! (gradients of input, weight and bias), for this project's layer (`ours`)
-//! and Burn's plain `burn::nn::conv` layer (`burn`) on the same input. `unet`
+//! and Burn's plain `burn::nn::conv` layer (`burn`) on the same input; with
+//! `--impl burn-per-group`, a grouped layer (more than one channel per group)
+//! as one ungrouped Burn layer per group, the outputs concatenated: the form
+//! that would give grouped convolutions Burn's im2col gradients on GPUs
+//! (measured, not used: on lavapipe it was 4 to 12% slower). `unet`
 //! times a training step (forward, cross-entropy, backward, Adam) or an
 //! inference pass of the U-Net of `torch_unet_bench.py`. `predict` predicts
 //! a `size x size` image made of the nuclei tiles with the default model
@@ -120,17 +124,40 @@ const CASES: [Case; 7] = [
     },
 ];
 
+/// Whose layer a measurement times.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Ours,
+    Burn,
+    /// A grouped convolution as one ungrouped Burn convolution per group.
+    BurnPerGroup,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Ours => "ours",
+            Impl::Burn => "burn",
+            Impl::BurnPerGroup => "burn-per-group",
+        }
+    }
+}
+
 /// One layer, built by this project or by Burn.
 enum Layer {
     Ours(layers::Conv2d),
     OursTransposed(layers::ConvTranspose2d),
     Burn(burn_conv::Conv2d),
     BurnTransposed(burn_conv::ConvTranspose2d),
+    BurnPerGroup(Vec<burn_conv::Conv2d>),
 }
 
 impl Layer {
-    fn build(kind: Kind, c_in: usize, ours: bool, device: &Device) -> Self {
-        match (kind, ours) {
+    /// The layer of `kind` by `implementation`; `None` where that
+    /// implementation has no such layer (one convolution per group of an
+    /// ungrouped or depthwise convolution).
+    fn build(kind: Kind, c_in: usize, implementation: Impl, device: &Device) -> Option<Self> {
+        match (kind, implementation) {
             (
                 Kind::Conv {
                     out,
@@ -138,40 +165,49 @@ impl Layer {
                     dilation,
                     groups,
                 },
-                true,
-            ) => Layer::Ours(
+                Impl::BurnPerGroup,
+            ) if groups > 1 && c_in / groups > 1 => {
+                let one =
+                    |_| burn_conv2d([c_in / groups, out / groups], kernel, dilation, 1, device);
+                Some(Layer::BurnPerGroup((0..groups).map(one).collect()))
+            }
+            (_, Impl::BurnPerGroup) => None,
+            (kind, Impl::Ours) => Some(Layer::ours(kind, c_in, device)),
+            (kind, Impl::Burn) => Some(Layer::burn(kind, c_in, device)),
+        }
+    }
+
+    fn ours(kind: Kind, c_in: usize, device: &Device) -> Self {
+        match kind {
+            Kind::Conv {
+                out,
+                kernel,
+                dilation,
+                groups,
+            } => Layer::Ours(
                 Conv2dConfig::new(c_in, out, [kernel; 2])
                     .with_padding(Padding::uniform(dilation * (kernel - 1) / 2))
                     .with_dilation([dilation; 2])
                     .with_groups(groups)
                     .init(device),
             ),
-            (Kind::Transposed { out, kernel }, true) => Layer::OursTransposed(
+            Kind::Transposed { out, kernel } => Layer::OursTransposed(
                 ConvTranspose2dConfig::new(c_in, out, [kernel; 2])
                     .with_stride([kernel; 2])
                     .init(device),
             ),
-            (
-                Kind::Conv {
-                    out,
-                    kernel,
-                    dilation,
-                    groups,
-                },
-                false,
-            ) => Layer::Burn(
-                burn_conv::Conv2dConfig::new([c_in, out], [kernel; 2])
-                    .with_padding(PaddingConfig2d::Explicit(
-                        dilation * (kernel - 1) / 2,
-                        dilation * (kernel - 1) / 2,
-                        dilation * (kernel - 1) / 2,
-                        dilation * (kernel - 1) / 2,
-                    ))
-                    .with_dilation([dilation; 2])
-                    .with_groups(groups)
-                    .init(device),
-            ),
-            (Kind::Transposed { out, kernel }, false) => Layer::BurnTransposed(
+        }
+    }
+
+    fn burn(kind: Kind, c_in: usize, device: &Device) -> Self {
+        match kind {
+            Kind::Conv {
+                out,
+                kernel,
+                dilation,
+                groups,
+            } => Layer::Burn(burn_conv2d([c_in, out], kernel, dilation, groups, device)),
+            Kind::Transposed { out, kernel } => Layer::BurnTransposed(
                 burn_conv::ConvTranspose2dConfig::new([c_in, out], [kernel; 2])
                     .with_stride([kernel; 2])
                     .init(device),
@@ -185,8 +221,33 @@ impl Layer {
             Layer::OursTransposed(l) => l.forward(x),
             Layer::Burn(l) => l.forward(x),
             Layer::BurnTransposed(l) => l.forward(x),
+            Layer::BurnPerGroup(groups) => {
+                let outputs = x
+                    .chunk(groups.len(), 1)
+                    .into_iter()
+                    .zip(groups)
+                    .map(|(x, l)| l.forward(x))
+                    .collect();
+                Tensor::cat(outputs, 1)
+            }
         }
     }
+}
+
+/// Burn's `Conv2d(channels[0], channels[1], kernel, padding = dilation * (kernel - 1) / 2, dilation, groups)`.
+fn burn_conv2d(
+    channels: [usize; 2],
+    kernel: usize,
+    dilation: usize,
+    groups: usize,
+    device: &Device,
+) -> burn_conv::Conv2d {
+    let pad = dilation * (kernel - 1) / 2;
+    burn_conv::Conv2dConfig::new(channels, [kernel; 2])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_dilation([dilation; 2])
+        .with_groups(groups)
+        .init(device)
 }
 
 /// Forward FLOPs, a multiply-add counting two (as the PyTorch script).
@@ -227,8 +288,8 @@ struct Options {
     warmup: usize,
     reps: usize,
     only: Option<String>,
-    /// `Some(true)`: only this project's layers; `Some(false)`: only Burn's (for profiling one).
-    ours_only: Option<bool>,
+    /// `conv`: whose layers to time (default ours and Burn's).
+    impls: Vec<Impl>,
     mode: String,
     /// The side of the square image (`unet`: 128, `predict`: 4096).
     size: Option<usize>,
@@ -251,20 +312,20 @@ fn bench_conv(options: &Options) {
         {
             continue;
         }
-        for ours in [true, false] {
-            if options.ours_only.is_some_and(|only| only != ours) {
-                continue;
-            }
+        for &implementation in &options.impls {
             let c_in = case.input[1];
+            let Some(layer) = Layer::build(case.kind, c_in, implementation, &device) else {
+                continue;
+            };
             let x = Tensor::<4>::random(case.input, Distribution::Normal(0.0, 1.0), &device);
-            let layer = Layer::build(case.kind, c_in, ours, &device);
             let output = layer.forward(x.clone()).dims();
             let flops = forward_flops(case, output);
             let fwd = median_seconds(options.warmup, options.reps, || {
                 let _ = layer.forward(x.clone());
                 sync(&device);
             });
-            let trained = Layer::build(case.kind, c_in, ours, &autodiff);
+            let trained = Layer::build(case.kind, c_in, implementation, &autodiff)
+                .expect("built on the other device");
             let x = Tensor::<4>::from_data(x.clone().into_data(), &autodiff).require_grad();
             let dy = Tensor::<4>::random(output, Distribution::Normal(0.0, 1.0), &autodiff);
             let fwd_bwd = median_seconds(options.warmup, options.reps, || {
@@ -276,7 +337,7 @@ fn bench_conv(options: &Options) {
                 "{{\"layer\": \"{}\", \"impl\": \"{}\", \"backend\": \"{}\", \"input\": {:?}, \"output\": {:?}, \
                  \"fwd_ms\": {:.3}, \"fwd_gflops\": {:.2}, \"fwd_bwd_ms\": {:.3}, \"fwd_bwd_gflops\": {:.2}, \"fwd_gflop\": {:.4}}}",
                 case.name,
-                if ours { "ours" } else { "burn" },
+                implementation.name(),
                 options.backend,
                 case.input,
                 output,
@@ -526,7 +587,7 @@ fn main() {
         warmup: 3,
         reps: 10,
         only: None,
-        ours_only: None,
+        impls: vec![Impl::Ours, Impl::Burn],
         mode: "train".into(),
         size: None,
         batch: 4,
@@ -549,8 +610,15 @@ fn main() {
             "--warmup" => options.warmup = count(),
             "--reps" | "--steps" => options.reps = count(),
             "--only" => options.only = Some(value),
-            "--impl" if value == "ours" || value == "burn" => {
-                options.ours_only = Some(value == "ours")
+            "--impl" => {
+                let all = [Impl::Ours, Impl::Burn, Impl::BurnPerGroup];
+                let chosen = all.into_iter().find(|i| i.name() == value);
+                let chosen = chosen.unwrap_or_else(|| {
+                    fail(&format!(
+                        "--impl {value}: not one of ours, burn, burn-per-group"
+                    ))
+                });
+                options.impls = vec![chosen];
             }
             "--mode" if value == "train" || value == "infer" => options.mode = value,
             "--size" => options.size = Some(count()),

@@ -71,6 +71,7 @@ for round in $(seq 1 "$rounds"); do
     done
     echo "round $round of $rounds: layers..." >&2
     "$bench" conv --backend "$backend" --reps "$steps" --impl ours | tag "$python" "{\"round\": $round}" >> "$out/ours_conv.jsonl"
+    "$bench" conv --backend "$backend" --reps "$steps" --impl burn-per-group | tag "$python" "{\"round\": $round}" >> "$out/per_group_conv.jsonl"
     "$python" scripts/torch_gpu_bench.py conv --steps "$steps" --device "$torch_device" | tag "$python" "{\"round\": $round}" >> "$out/torch_conv.jsonl"
 done
 
@@ -100,12 +101,21 @@ for mode in ["train", "infer"]:
               f"{med(t16, 'images_per_s'):.1f} | {med(t32, 'ms_per_step_median') / ms:.2f} | "
               f"{med(t16, 'ms_per_step_median') / ms:.2f} | {mib(o):.0f} | {mib(t32):.0f} / {mib(t16):.0f} |")
 print()
+def layer_table(columns, layers, left, right, ratio):
+    print(f"| {columns} |")
+    print("|---|---|---:|---:|---:|")
+    for layer in layers:
+        for key, name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
+            a = med([r for r in left if r["layer"] == layer], key)
+            b = med([r for r in right if r["layer"] == layer], key)
+            print(f"| {layer} | {name} | {a:.3f} | {b:.3f} | {ratio(a, b):.2f} |")
 oc, tc = lines("ours_conv.jsonl"), lines("torch_conv.jsonl")
-print("| layer (f32) | pass | ours ms | PyTorch ms | PyTorch/ours |")
-print("|---|---|---:|---:|---:|")
-for layer in dict.fromkeys(r["layer"] for r in tc):
-    for key, name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
-        o = med([r for r in oc if r["layer"] == layer], key)
-        t = med([r for r in tc if r["layer"] == layer], key)
-        print(f"| {layer} | {name} | {o:.3f} | {t:.3f} | {t / o:.2f} |")
+layer_table("layer (f32) | pass | ours ms | PyTorch ms | PyTorch/ours",
+            dict.fromkeys(r["layer"] for r in tc), oc, tc, lambda o, t: t / o)
+print()
+# Grouped layers run Burn's grouped kernels; this is the alternative the
+# layers would take if it won on GPUs (docs/performance.md, GPU section).
+pg = lines("per_group_conv.jsonl")
+layer_table("grouped layer (f32) | pass | ours ms | one Burn conv per group ms | ours/per-group",
+            dict.fromkeys(r["layer"] for r in pg), oc, pg, lambda o, g: o / g)
 EOF
