@@ -17,7 +17,8 @@
 //! `--impl burn-per-group`, a grouped layer (more than one channel per group)
 //! as one ungrouped Burn layer per group, the outputs concatenated: the form
 //! that would give grouped convolutions Burn's im2col gradients on GPUs
-//! (measured, not used: on lavapipe it was 4 to 12% slower). `unet`
+//! (not used by the layers: on lavapipe it measured the same or slower,
+//! `docs/performance.md`). `unet`
 //! times a training step (forward, cross-entropy, backward, Adam) or an
 //! inference pass of the U-Net of `torch_unet_bench.py`. `predict` predicts
 //! a `size x size` image made of the nuclei tiles with the default model
