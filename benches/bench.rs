@@ -3,7 +3,7 @@
 //! so that `scripts/bench-vs-pytorch.sh` can set them side by side.
 //!
 //! ```sh
-//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn|burn-per-group]
+//! cargo bench --profile dev --bench bench -- conv [--backend flex|ndarray|wgpu|vulkan] [--reps 10] [--warmup 3] [--only NAME] [--impl ours|burn|burn-per-group]
 //! cargo bench --profile dev --bench bench -- unet [--mode train|infer] [--size 128] [--batch 4] [--base 16] [--precision f32|f16|bf16] [--backend ..] [--steps 10] [--warmup 3]
 //! cargo bench --profile dev --bench bench -- predict [--size 4096] [--backend ..]
 //! ```

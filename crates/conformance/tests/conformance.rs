@@ -49,8 +49,10 @@ fn ndarray_matches_pytorch() {
 }
 
 #[test]
-fn wgpu_matches_pytorch() {
-    conformance(BackendKind::Wgpu);
+fn wgpu_and_vulkan_match_pytorch() {
+    for backend in BackendKind::GPUS {
+        conformance(backend);
+    }
 }
 
 /// The cases in a half-precision type, as mixed-precision training runs the
@@ -87,8 +89,10 @@ fn flex_matches_pytorch_in_bf16() {
 }
 
 #[test]
-fn wgpu_matches_pytorch_in_f16() {
-    half_conformance(BackendKind::Wgpu, FloatDType::F16, 1e-2);
+fn wgpu_and_vulkan_match_pytorch_in_f16() {
+    for backend in BackendKind::GPUS {
+        half_conformance(backend, FloatDType::F16, 1e-2);
+    }
 }
 
 /// The zero-insertion form of the transposed convolution gives the same

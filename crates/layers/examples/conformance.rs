@@ -2,7 +2,7 @@
 //! (`conv-golden/1`) or batch norm (`bn-golden/1`), told apart by the file.
 //!
 //! ```text
-//! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu] [--upconv]
+//! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu|vulkan] [--upconv]
 //!     [--precision f32|f16|bf16] [--tolerance T]
 //! ```
 //!
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("error: {message}");
             eprintln!(
-                "usage: conformance FILE [--backend flex|ndarray|wgpu] [--upconv] \
+                "usage: conformance FILE [--backend flex|ndarray|wgpu|vulkan] [--upconv] \
                  [--precision f32|f16|bf16] [--tolerance T]"
             );
             ExitCode::from(2)

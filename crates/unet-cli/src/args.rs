@@ -37,11 +37,12 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct BackendArgs {
-    /// flex (fast pure-Rust CPU), ndarray (CPU) or wgpu (GPU through
-    /// Vulkan/Metal/DX12; software Vulkan without one).
+    /// flex (fast pure-Rust CPU), ndarray (CPU), wgpu (GPU through
+    /// Vulkan/Metal/DX12; software Vulkan without one) or vulkan (GPU
+    /// through Vulkan only, kernels in SPIR-V).
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
-    /// With wgpu: the GPU to use, by index among discrete GPUs (default: the preferred adapter).
+    /// With wgpu or vulkan: the GPU to use, by index among discrete GPUs (default: the preferred adapter).
     #[arg(long)]
     pub device: Option<usize>,
 }
@@ -58,7 +59,7 @@ pub struct TrainArgs {
     /// Data-parallel training on several devices (0,1): each takes an equal
     /// share of every --batch-size batch (which must be a multiple of the
     /// device count), and each scales its loss by that share, so their summed
-    /// gradients make the step one device would. wgpu: GPUs
+    /// gradients make the step one device would. wgpu, vulkan: GPUs
     /// by index as --device counts them; a software adapter (lavapipe)
     /// serves 0 and 1. flex: replicas on the same CPU, to check, not for
     /// speed. Batch norm statistics are per device.
@@ -67,7 +68,7 @@ pub struct TrainArgs {
     /// The float type the network computes in: f32, f16 (with dynamic loss
     /// scaling) or bf16. Weights and optimizer state stay f32, batch norm
     /// and the loss compute in f32 (PyTorch's automatic mixed precision).
-    /// flex and wgpu (a GPU needs the type; for f16 most have it).
+    /// flex, wgpu and vulkan (a GPU needs the type; for f16 most have it).
     #[arg(long, default_value_t = defaults().precision, conflicts_with = "resume")]
     pub precision: Precision,
     /// `synthetic` (generated shapes) or a folder with images/ and masks/.

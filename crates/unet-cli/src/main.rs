@@ -110,7 +110,7 @@ fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor:
 /// Points Burn's default device (`BURN_DEVICE`) at `backend`, and gives
 /// Mesa's drivers a runtime folder where there is none (see [`open_device`]).
 fn use_backend(backend: BackendKind) {
-    let runtime = (backend == BackendKind::Wgpu && std::env::var_os("XDG_RUNTIME_DIR").is_none())
+    let runtime = (backend.is_gpu() && std::env::var_os("XDG_RUNTIME_DIR").is_none())
         .then(private_runtime_dir)
         .flatten();
     // SAFETY: `main` has started no thread when a command gets here: the

@@ -414,22 +414,31 @@ fn non_utf8_names_are_read_and_named() {
 
 #[test]
 fn a_missing_gpu_is_one_line() {
-    fails_with(
-        &[
-            "predict",
-            "--model",
-            path(tiny_model()),
-            "--input",
-            "x.png",
-            "--output",
-            "y",
-            "--backend",
-            "wgpu",
-            "--device",
-            "99",
-        ],
-        &["--backend wgpu --device 99", "no usable GPU adapter"],
-    );
+    for (backend, drivers) in [
+        ("wgpu", "no Vulkan, Metal or DirectX 12 driver"),
+        ("vulkan", "no Vulkan driver"),
+    ] {
+        fails_with(
+            &[
+                "predict",
+                "--model",
+                path(tiny_model()),
+                "--input",
+                "x.png",
+                "--output",
+                "y",
+                "--backend",
+                backend,
+                "--device",
+                "99",
+            ],
+            &[
+                &format!("--backend {backend} --device 99"),
+                "no usable GPU adapter",
+                drivers,
+            ],
+        );
+    }
     // No Vulkan driver at all.
     let root = scratch("no-vulkan");
     let run = root.join("out");
@@ -477,7 +486,7 @@ fn device_lists_that_cannot_work_are_one_line() {
         ),
         (
             &["--backend", "ndarray", "--devices", "0,1"],
-            &["--devices 0,1", "--backend wgpu or flex"],
+            &["--devices 0,1", "--backend wgpu, vulkan or flex"],
         ),
         (
             &["--devices", "0,1", "--epoch-samples", "1"],
@@ -559,14 +568,20 @@ fn training_on_two_flex_devices_records_them() {
     trains_on_two_devices("flex", "f32");
 }
 
+/// On wgpu, then vulkan (one after the other, so that the second finds
+/// the kernels the first compiled in CubeCL's caches).
 #[test]
-fn training_on_two_wgpu_devices_records_them() {
-    trains_on_two_devices("wgpu", "f32");
+fn training_on_two_gpu_devices_records_them() {
+    for backend in ["wgpu", "vulkan"] {
+        trains_on_two_devices(backend, "f32");
+    }
 }
 
 #[test]
-fn training_on_two_wgpu_devices_in_f16_records_them() {
-    trains_on_two_devices("wgpu", "f16");
+fn training_on_two_gpu_devices_in_f16_records_them() {
+    for backend in ["wgpu", "vulkan"] {
+        trains_on_two_devices(backend, "f16");
+    }
 }
 
 #[test]
@@ -581,7 +596,7 @@ fn half_precision_where_it_cannot_run_is_one_line() {
         &train_args(&out, &["--precision", "f8"]),
         &["--precision", "unknown precision 'f8'"],
     );
-    // WGSL has no bfloat16 (lavapipe here; any GPU through wgpu).
+    // Lavapipe's Vulkan driver has no bfloat16 (nor has WGSL, on any GPU).
     fails_with(
         &train_args(&out, &["--backend", "wgpu", "--precision", "bf16"]),
         &["--precision bf16", "does not compute in bf16"],

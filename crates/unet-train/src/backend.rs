@@ -17,31 +17,62 @@ pub enum BackendKind {
     Flex,
     /// The `ndarray` CPU backend (deprecated in Burn 0.22, kept because users rely on it).
     Ndarray,
-    /// WebGPU through `wgpu`: Vulkan, Metal or DirectX on a real GPU, or a
-    /// software Vulkan driver such as Mesa's lavapipe where there is none.
+    /// A GPU through `wgpu`, on the graphics API it prefers: Vulkan, Metal or
+    /// DirectX, or a software Vulkan driver such as Mesa's lavapipe where
+    /// there is no GPU. On Vulkan, kernels are compiled to SPIR-V (as for
+    /// [`BackendKind::Vulkan`]) where the driver offers what that compiler
+    /// needs, else to WGSL.
     Wgpu,
+    /// A GPU through `wgpu`, pinned to Vulkan, kernels compiled to SPIR-V:
+    /// the compiler that can use cooperative-matrix instructions (tensor
+    /// cores). No device where Vulkan or its SPIR-V requirements are missing.
+    Vulkan,
 }
 
 impl BackendKind {
     /// Every backend, in the order tests run them.
-    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Flex,
+        BackendKind::Ndarray,
+        BackendKind::Wgpu,
+        BackendKind::Vulkan,
+    ];
+
+    /// The GPU backends. On a Vulkan adapter both compile kernels to SPIR-V
+    /// and share CubeCL's on-disk caches, so a suite run on one then the
+    /// other compiles its kernels once.
+    pub const GPUS: [BackendKind; 2] = [BackendKind::Wgpu, BackendKind::Vulkan];
+
+    /// Whether the backend runs on a GPU (or a software GPU driver).
+    pub fn is_gpu(self) -> bool {
+        matches!(self, BackendKind::Wgpu | BackendKind::Vulkan)
+    }
 
     /// The backend's default device (without autodiff; call `.autodiff()` on
-    /// it to train). For `Wgpu` this is the adapter `wgpu` prefers (a discrete
-    /// GPU first).
+    /// it to train). On a GPU backend this is the adapter `wgpu` prefers (a
+    /// discrete GPU first).
     pub fn device(self) -> Device {
         self.device_at(None)
     }
 
-    /// The backend's device; for `Wgpu` with `Some(index)`, discrete GPU
-    /// number `index` as wgpu lists them.
+    /// The backend's device; on a GPU backend with `Some(index)`, discrete
+    /// GPU number `index` as wgpu lists them.
     pub fn device_at(self, gpu: Option<usize>) -> Device {
         match (self, gpu) {
             (BackendKind::Flex, _) => Device::flex(),
             #[allow(deprecated)]
             (BackendKind::Ndarray, _) => Device::ndarray(),
-            (BackendKind::Wgpu, None) => Device::wgpu(DeviceKind::DefaultDevice),
-            (BackendKind::Wgpu, Some(index)) => Device::wgpu(DeviceKind::DiscreteGpu(index)),
+            (_, None) => self.gpu(DeviceKind::DefaultDevice),
+            (_, Some(index)) => self.gpu(DeviceKind::DiscreteGpu(index)),
+        }
+    }
+
+    /// The GPU backend's device of `kind` (`Wgpu` for a CPU backend, whose
+    /// callers never ask).
+    fn gpu(self, kind: DeviceKind) -> Device {
+        match self {
+            BackendKind::Vulkan => Device::vulkan(kind),
+            _ => Device::wgpu(kind),
         }
     }
 
@@ -51,7 +82,7 @@ impl BackendKind {
     /// the first tensor on it would end the program.
     pub fn open(self, gpu: Option<usize>) -> Result<Device, CliError> {
         let device = self.device_at(gpu);
-        if self == BackendKind::Wgpu {
+        if self.is_gpu() {
             probe(&device).map_err(|reason| {
                 let option = gpu.map(|i| format!(" --device {i}")).unwrap_or_default();
                 // CubeCL's own words, where they say more than an unwrap.
@@ -61,8 +92,9 @@ impl BackendKind {
                     format!(": {reason}")
                 };
                 CliError::Device(format!(
-                    "--backend wgpu{option}: no usable GPU adapter (no such GPU, or no Vulkan, \
-                     Metal or DirectX 12 driver{detail})"
+                    "--backend {self}{option}: no usable GPU adapter (no such GPU, or no {} \
+                     driver{detail})",
+                    self.drivers()
                 ))
             })?;
         }
@@ -76,9 +108,9 @@ impl BackendKind {
     ///
     /// - `Flex`: as many replicas of the one CPU device (for checking: they
     ///   share its cores).
-    /// - `Wgpu`: discrete GPU `i` for each `i`, as `--device i`; where the
-    ///   only adapter is a software one (lavapipe), 0 is the default device
-    ///   and 1 a second logical device on the same adapter.
+    /// - `Wgpu`, `Vulkan`: discrete GPU `i` for each `i`, as `--device i`;
+    ///   where the only adapter is a software one (lavapipe), 0 is the
+    ///   default device and 1 a second logical device on the same adapter.
     /// - `Ndarray`: refused.
     pub fn open_all(
         self,
@@ -94,15 +126,16 @@ impl BackendKind {
             BackendKind::Ndarray => Err(CliError::option(
                 "--devices",
                 shown,
-                "used with --backend wgpu or flex (ndarray trains on one device)",
+                "used with --backend wgpu, vulkan or flex (ndarray trains on one device)",
             )),
-            BackendKind::Wgpu => {
-                let devices = wgpu_devices(list, &shown)?;
+            BackendKind::Wgpu | BackendKind::Vulkan => {
+                let devices = self.gpu_devices(list, &shown)?;
                 for (device, index) in devices.iter().zip(list) {
                     probe(device).map_err(|reason| {
                         CliError::Device(format!(
-                            "--backend wgpu --devices {shown}: device {index} does not work \
-                             (no such GPU, or no Vulkan, Metal or DirectX 12 driver: {reason})"
+                            "--backend {self} --devices {shown}: device {index} does not work \
+                             (no such GPU, or no {} driver: {reason})",
+                            self.drivers()
                         ))
                     })?;
                 }
@@ -111,12 +144,45 @@ impl BackendKind {
         }
     }
 
-    /// The name used on command lines: `flex`, `ndarray` or `wgpu`.
+    /// The drivers a GPU backend can run on, for messages.
+    fn drivers(self) -> &'static str {
+        match self {
+            BackendKind::Vulkan => "Vulkan",
+            _ => "Vulkan, Metal or DirectX 12",
+        }
+    }
+
+    /// The GPU devices of `--devices` (shown as `shown`): discrete GPUs by
+    /// index, or, where every adapter is a software one, the two logical
+    /// devices it can serve.
+    fn gpu_devices(self, list: &[usize], shown: &str) -> Result<Vec<Device>, CliError> {
+        if !software_only() {
+            return Ok(list
+                .iter()
+                .map(|&index| self.gpu(DeviceKind::DiscreteGpu(index)))
+                .collect());
+        }
+        list.iter()
+            .map(|&index| match index {
+                0 => Ok(self.gpu(DeviceKind::DefaultDevice)),
+                1 => Ok(self.gpu(DeviceKind::Cpu)),
+                _ => Err(CliError::option(
+                    "--devices",
+                    shown,
+                    "0 and 1 at most: this machine's only GPU adapter is a software one \
+                     (such as lavapipe), which serves two logical devices, 0 and 1",
+                )),
+            })
+            .collect()
+    }
+
+    /// The name used on command lines: `flex`, `ndarray`, `wgpu` or `vulkan`.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::Vulkan => "vulkan",
         }
     }
 }
@@ -125,30 +191,6 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// The wgpu devices of `--devices` (shown as `shown`): discrete GPUs by
-/// index, or, where every adapter is a software one, the two logical
-/// devices it can serve.
-fn wgpu_devices(list: &[usize], shown: &str) -> Result<Vec<Device>, CliError> {
-    if !software_only() {
-        return Ok(list
-            .iter()
-            .map(|&index| Device::wgpu(DeviceKind::DiscreteGpu(index)))
-            .collect());
-    }
-    list.iter()
-        .map(|&index| match index {
-            0 => Ok(Device::wgpu(DeviceKind::DefaultDevice)),
-            1 => Ok(Device::wgpu(DeviceKind::Cpu)),
-            _ => Err(CliError::option(
-                "--devices",
-                shown,
-                "0 and 1 at most: this machine's only GPU adapter is a software one \
-                 (such as lavapipe), which serves two logical devices, 0 and 1",
-            )),
-        })
-        .collect()
 }
 
 /// Whether wgpu finds adapters and all of them are software (CPU) ones.
@@ -178,9 +220,9 @@ fn probe(device: &Device) -> Result<(), String> {
     Ok(())
 }
 
-/// A backend name that is not one of `flex`, `ndarray`, `wgpu`.
+/// A backend name that is not one of `flex`, `ndarray`, `wgpu`, `vulkan`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend '{0}': expected flex, ndarray or wgpu")]
+#[error("unknown backend '{0}': expected flex, ndarray, wgpu or vulkan")]
 pub struct UnknownBackend(pub String);
 
 impl FromStr for BackendKind {
@@ -205,7 +247,7 @@ mod tests {
         }
         assert_eq!(
             "cuda".parse::<BackendKind>().unwrap_err().to_string(),
-            "unknown backend 'cuda': expected flex, ndarray or wgpu"
+            "unknown backend 'cuda': expected flex, ndarray, wgpu or vulkan"
         );
     }
 
@@ -217,33 +259,37 @@ mod tests {
         let refused = BackendKind::Ndarray.open_all(Some(&[0, 1]), None);
         assert_eq!(
             refused.unwrap_err().to_string(),
-            "--devices 0,1: must be used with --backend wgpu or flex (ndarray trains on one device)"
+            "--devices 0,1: must be used with --backend wgpu, vulkan or flex (ndarray trains on one device)"
         );
     }
 
     /// On a machine whose only adapter is a software one (lavapipe, as in
-    /// CI): two distinct working devices, the first the default device,
-    /// and no third. Elsewhere `--devices` names discrete GPUs, as `--device`.
+    /// CI): two distinct working devices per GPU backend, the first the
+    /// default device, and no third. Elsewhere `--devices` names discrete
+    /// GPUs, as `--device`.
     #[test]
-    fn a_software_adapter_serves_two_wgpu_devices() {
-        if !software_only() {
-            let gpus = wgpu_devices(&[0, 1], "0,1").unwrap();
-            assert_eq!(
-                gpus,
-                [0, 1].map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i)))
+    fn a_software_adapter_serves_two_devices_per_gpu_backend() {
+        for backend in [BackendKind::Wgpu, BackendKind::Vulkan] {
+            if !software_only() {
+                let gpus = backend.gpu_devices(&[0, 1], "0,1").unwrap();
+                assert_eq!(
+                    gpus,
+                    [0, 1].map(|i| backend.gpu(DeviceKind::DiscreteGpu(i)))
+                );
+                continue;
+            }
+            let devices = backend.open_all(Some(&[0, 1]), None).unwrap();
+            assert_ne!(devices[0], devices[1]);
+            assert_eq!(devices[0], backend.device());
+            assert_eq!(devices[1], backend.gpu(DeviceKind::Cpu));
+            let refused = backend.open_all(Some(&[0, 1, 2]), None);
+            assert!(
+                refused
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("--devices 0,1,2: must be 0 and 1 at most"),
             );
-            return;
         }
-        let devices = BackendKind::Wgpu.open_all(Some(&[0, 1]), None).unwrap();
-        assert_ne!(devices[0], devices[1]);
-        assert_eq!(devices[0], BackendKind::Wgpu.device());
-        assert_eq!(devices[1], Device::wgpu(DeviceKind::Cpu));
-        let refused = BackendKind::Wgpu.open_all(Some(&[0, 1, 2]), None);
-        assert!(
-            refused
-                .unwrap_err()
-                .to_string()
-                .starts_with("--devices 0,1,2: must be 0 and 1 at most"),
-        );
+        assert_ne!(BackendKind::Wgpu.device(), BackendKind::Vulkan.device());
     }
 }

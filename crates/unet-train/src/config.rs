@@ -265,7 +265,7 @@ impl TrainingConfig {
             return Err(CliError::option(
                 "--devices",
                 shown,
-                "used with --backend wgpu or flex (ndarray trains on one device)",
+                "used with --backend wgpu, vulkan or flex (ndarray trains on one device)",
             ));
         }
         if !self.batch_size.is_multiple_of(list.len()) {
@@ -538,7 +538,7 @@ mod tests {
         );
         assert_eq!(
             with(vec![0, 1], |t| t.backend = BackendKind::Ndarray).unwrap(),
-            "--devices 0,1: must be used with --backend wgpu or flex (ndarray trains on one device)"
+            "--devices 0,1: must be used with --backend wgpu, vulkan or flex (ndarray trains on one device)"
         );
         assert_eq!(
             with(vec![0, 1], |t| t.batch_size = 3).unwrap(),

@@ -65,8 +65,10 @@ fn two_epochs_lower_the_loss_on_ndarray() {
 }
 
 #[test]
-fn two_epochs_lower_the_loss_on_wgpu() {
-    two_epochs_lower_the_loss(BackendKind::Wgpu);
+fn two_epochs_lower_the_loss_on_wgpu_and_vulkan() {
+    for backend in BackendKind::GPUS {
+        two_epochs_lower_the_loss(backend);
+    }
 }
 
 /// The U-Net paper's recipe (the border weight map from the synthetic

@@ -232,8 +232,10 @@ fn ndarray_matches_pytorch() {
 }
 
 #[test]
-fn wgpu_matches_pytorch() {
-    parity(BackendKind::Wgpu);
+fn wgpu_and_vulkan_match_pytorch() {
+    for backend in BackendKind::GPUS {
+        parity(backend);
+    }
 }
 
 /// The `torch.save` file loads to the same numbers as the safetensors one.

@@ -42,7 +42,6 @@ use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 
 use crate::atomic;
-use crate::backend::BackendKind;
 use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::CliError;
@@ -492,7 +491,7 @@ fn check_fits(
     data: &RunData,
     size: [usize; 2],
 ) -> Result<(), CliError> {
-    if training.backend == BackendKind::Wgpu {
+    if training.backend.is_gpu() {
         return Ok(());
     }
     // A batch larger than an epoch is the epoch.
