@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# This project on a GPU (wgpu) against PyTorch on CUDA on the same
+# This project on a GPU (wgpu or vulkan) against PyTorch on CUDA on the same
 # machine: the U-Net training step and inference (base width 32, depth 4,
 # batch 16 of 1x256x256) and the per-layer table, PyTorch in eager float32
 # and with automatic mixed precision (f16 with its GradScaler), ours in f32
 # and in --precision. Runs alternate, ours then PyTorch's, for --rounds
 # rounds; tables give the median over the rounds. Called by
-# `scripts/bench-vs-pytorch.sh --backend wgpu`.
+# `scripts/bench-vs-pytorch.sh --backend wgpu|vulkan`.
 #
-#   scripts/bench-gpu-vs-pytorch.sh [--backend wgpu] [--precision f16|bf16] [--steps 20] [--rounds 3]
-#                                   [--bench-bin PATH] [--torch-bench-dir DIR]
+#   scripts/bench-gpu-vs-pytorch.sh [--backend wgpu|vulkan] [--precision f16|bf16] [--steps 20] [--rounds 3]
+#                                   [--bench-bin PATH] [--torch-bench-dir DIR] [--keep DIR]
 #                                   [--torch-device cuda] [--base 32] [--batch 16] [--size 256]
+#
+# --keep DIR keeps every run's JSON lines in DIR (one file per side and
+# table, appended as each run ends), so that a run cut short leaves them.
 #
 # (`--torch-device cpu` with small shapes checks the script itself on a
 # machine without a GPU; its figures mean nothing.)
@@ -24,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 backend=wgpu precision=f16 steps=20 rounds=3 bench="" torch_dir=../shared/bench
-torch_device=cuda base=32 batch=16 size=256
+torch_device=cuda base=32 batch=16 size=256 keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) backend=$2; shift 2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift 2 ;;
         --bench-bin) bench=$2; shift 2 ;;
         --torch-bench-dir) torch_dir=$2; shift 2 ;;
+        --keep) keep=$2; shift 2 ;;
         --torch-device) torch_device=$2; shift 2 ;;
         --base) base=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-case "$backend" in wgpu) ;; *) echo "--backend $backend: must be wgpu" >&2; exit 2 ;; esac
+case "$backend" in wgpu|vulkan) ;; *) echo "--backend $backend: must be wgpu or vulkan" >&2; exit 2 ;; esac
 case "$precision" in f16|bf16) ;; *) echo "--precision $precision: must be f16 or bf16" >&2; exit 2 ;; esac
 [ -f "$torch_dir/torch_unet_bench.py" ] || { echo "no $torch_dir/torch_unet_bench.py: give --torch-bench-dir" >&2; exit 1; }
 export TORCH_BENCH_DIR=$torch_dir
@@ -52,16 +56,41 @@ python=$(find_python "import torch; assert '$torch_device' == 'cpu' or torch.cud
 [ -n "$bench" ] || bench=$(bench_binary "$python")
 [ -x "$bench" ] || { echo "no bench binary ($bench)" >&2; exit 1; }
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "$keep" ]; then
+    out=$keep
+    mkdir -p "$out"
+    [ -z "$(ls -A "$out")" ] || { echo "--keep $out: must be a new or empty folder" >&2; exit 2; }
+else
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+fi
+
+# Runs our benchmark (the arguments after $1 and $2) and appends its JSON
+# lines, tagged with the round, to $out/$1. A run that fails (a kernel that
+# cannot launch on this GPU) appends one line instead, with the fields $2 and
+# "error": the first line of its panic message, so that the other runs go on
+# and the tables say which configuration failed and why.
+ours() {
+    local file=$1 fields=$2 log
+    shift 2
+    log=$(mktemp)
+    if ! "$bench" "$@" 2>"$log" | tag "$python" "{\"round\": $round}" >> "$out/$file"; then
+        local message
+        message=$(grep -A1 'panicked at' "$log" | sed -n 2p)
+        [ -n "$message" ] || message=$(tail -1 "$log")
+        echo "  failed: $message" >&2
+        echo '{}' | tag "$python" "{\"round\": $round, $fields, \"error\": $("$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$message")}" >> "$out/$file"
+    fi
+    rm -f "$log"
+}
 
 shape=(--base "$base" --batch "$batch" --size "$size" --steps "$steps")
 for round in $(seq 1 "$rounds"); do
     for mode in train infer; do
         for p in f32 "$precision"; do
             echo "round $round of $rounds: U-Net $mode, ours $backend $p..." >&2
-            "$bench" unet --mode "$mode" --backend "$backend" --precision "$p" "${shape[@]}" \
-                | tag "$python" "{\"round\": $round}" >> "$out/ours_unet.jsonl"
+            ours ours_unet.jsonl "\"mode\": \"$mode\", \"precision\": \"$p\"" \
+                unet --mode "$mode" --backend "$backend" --precision "$p" "${shape[@]}"
         done
         for p in f32 f16; do
             echo "round $round of $rounds: U-Net $mode, PyTorch $torch_device $p..." >&2
@@ -70,8 +99,8 @@ for round in $(seq 1 "$rounds"); do
         done
     done
     echo "round $round of $rounds: layers..." >&2
-    "$bench" conv --backend "$backend" --reps "$steps" --impl ours | tag "$python" "{\"round\": $round}" >> "$out/ours_conv.jsonl"
-    "$bench" conv --backend "$backend" --reps "$steps" --impl burn-per-group | tag "$python" "{\"round\": $round}" >> "$out/per_group_conv.jsonl"
+    ours ours_conv.jsonl '"impl": "ours"' conv --backend "$backend" --reps "$steps" --impl ours
+    ours per_group_conv.jsonl '"impl": "burn-per-group"' conv --backend "$backend" --reps "$steps" --impl burn-per-group
     "$python" scripts/torch_gpu_bench.py conv --steps "$steps" --device "$torch_device" | tag "$python" "{\"round\": $round}" >> "$out/torch_conv.jsonl"
 done
 
@@ -91,11 +120,17 @@ print("| U-Net | ours img/s | PyTorch f32 img/s | PyTorch AMP f16 img/s | vs f32
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
 med = lambda rows, key: statistics.median(r[key] for r in rows)
 mib = lambda rows: max((r["device_reserved_bytes"] or 0) for r in rows) / 2**20
+oc, pg = lines("ours_conv.jsonl"), lines("per_group_conv.jsonl")
+failures = [r for r in ou + oc + pg if "error" in r]
 for mode in ["train", "infer"]:
     t32 = [r for r in tu if r["mode"] == mode and r["precision"] == "f32"]
     t16 = [r for r in tu if r["mode"] == mode and r["precision"] == "f16"]
     for p in ["f32", precision]:
-        o = [r for r in ou if r["mode"] == mode and r["precision"] == p]
+        o = [r for r in ou if r["mode"] == mode and r["precision"] == p and "error" not in r]
+        if not o:
+            print(f"| {mode} ours {p} | failed | {med(t32, 'images_per_s'):.1f} | {med(t16, 'images_per_s'):.1f} "
+                  f"| | | | {mib(t32):.0f} / {mib(t16):.0f} |")
+            continue
         ms = med(o, "ms_per_step_median")
         print(f"| {mode} ours {p} | {med(o, 'images_per_s'):.1f} | {med(t32, 'images_per_s'):.1f} | "
               f"{med(t16, 'images_per_s'):.1f} | {med(t32, 'ms_per_step_median') / ms:.2f} | "
@@ -106,16 +141,25 @@ def layer_table(columns, layers, left, right, ratio):
     print("|---|---|---:|---:|---:|")
     for layer in layers:
         for key, name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
-            a = med([r for r in left if r["layer"] == layer], key)
-            b = med([r for r in right if r["layer"] == layer], key)
+            a = [r for r in left if r.get("layer") == layer]
+            b = [r for r in right if r.get("layer") == layer]
+            if not a or not b:
+                print(f"| {layer} | {name} | {'failed' if not a else ''} | {'failed' if not b else ''} | |")
+                continue
+            a, b = med(a, key), med(b, key)
             print(f"| {layer} | {name} | {a:.3f} | {b:.3f} | {ratio(a, b):.2f} |")
-oc, tc = lines("ours_conv.jsonl"), lines("torch_conv.jsonl")
+tc = lines("torch_conv.jsonl")
 layer_table("layer (f32) | pass | ours ms | PyTorch ms | PyTorch/ours",
             dict.fromkeys(r["layer"] for r in tc), oc, tc, lambda o, t: t / o)
 print()
 # Grouped layers run Burn's grouped kernels; this is the alternative the
 # layers would take if it won on GPUs (docs/performance.md, GPU section).
-pg = lines("per_group_conv.jsonl")
 layer_table("grouped layer (f32) | pass | ours ms | one Burn conv per group ms | ours/per-group",
-            dict.fromkeys(r["layer"] for r in pg), oc, pg, lambda o, g: o / g)
+            dict.fromkeys(r["layer"] for r in pg if "layer" in r), oc, pg, lambda o, g: o / g)
+if failures:
+    print()
+    print("Runs of ours that failed:")
+    for r in failures:
+        what = f"U-Net {r['mode']} {r['precision']}" if "mode" in r else f"layers ({r['impl']})"
+        print(f"- round {r['round']}, {what}: {r['error']}")
 EOF

@@ -7,7 +7,7 @@
 # the tables give the median over the rounds and the range.
 #
 #   scripts/bench-vs-pytorch.sh [--backend flex|ndarray] [--threads 2] [--reps 10] [--rounds 3]
-#   scripts/bench-vs-pytorch.sh --backend wgpu [--precision f16|bf16] ...
+#   scripts/bench-vs-pytorch.sh --backend wgpu|vulkan [--precision f16|bf16] ...
 #
 # With a GPU backend, the comparison is with PyTorch on CUDA:
 # scripts/bench-gpu-vs-pytorch.sh, which takes the remaining options.
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 for arg in "$@"; do
-    case "$arg" in wgpu) exec scripts/bench-gpu-vs-pytorch.sh "$@" ;; esac
+    case "$arg" in wgpu|vulkan) exec scripts/bench-gpu-vs-pytorch.sh "$@" ;; esac
 done
 backend=flex threads=2 reps=10 rounds=3
 while [ $# -gt 0 ]; do
