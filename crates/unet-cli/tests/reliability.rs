@@ -439,31 +439,48 @@ fn a_missing_gpu_is_one_line() {
             ],
         );
     }
-    // No Vulkan driver at all.
-    let root = scratch("no-vulkan");
+    // No GPU driver at all: `vulkan` has none without a Vulkan driver (it
+    // never falls back to another API); `wgpu` would go on to OpenGL through
+    // Mesa's EGL (llvmpipe), so that is hidden from it too.
+    let root = scratch("no-driver");
     let run = root.join("out");
-    let out = std::process::Command::new(UNET)
-        .args([
-            "train",
-            "--backend",
+    for (backend, hidden) in [
+        ("vulkan", &["VK_ICD_FILENAMES", "VK_DRIVER_FILES"][..]),
+        (
             "wgpu",
-            "--epochs",
-            "1",
-            "--out",
-            path(&run),
-        ])
-        .args(TINY)
-        .env("VK_ICD_FILENAMES", "/nonexistent.json")
-        .env("VK_DRIVER_FILES", "/nonexistent.json")
-        .env("WGPU_BACKEND", "vulkan")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("no usable GPU adapter"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(!run.exists(), "nothing written");
+            &[
+                "VK_ICD_FILENAMES",
+                "VK_DRIVER_FILES",
+                "__EGL_VENDOR_LIBRARY_FILENAMES",
+            ][..],
+        ),
+    ] {
+        let mut command = std::process::Command::new(UNET);
+        command
+            .args([
+                "train",
+                "--backend",
+                backend,
+                "--epochs",
+                "1",
+                "--out",
+                path(&run),
+            ])
+            .args(TINY);
+        for variable in hidden {
+            command.env(variable, "/nonexistent.json");
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--backend {backend}: no usable GPU adapter")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!run.exists(), "nothing written");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -204,8 +204,8 @@ fn software_only() -> bool {
 /// Computes a small sum on `device` (an element-wise and a reduction
 /// kernel) and reads it back. CubeCL panics where no adapter matches; that
 /// panic is caught here ([`crate::guard`]), and its message returned. An
-/// adapter that answers but cannot run the kernels (OpenGL through a
-/// software driver) fails here too, rather than in the middle of a run.
+/// adapter that answers but cannot run the kernels fails here too, rather
+/// than in the middle of a run.
 fn probe(device: &Device) -> Result<(), String> {
     let sum = crate::guard::catch(|| {
         (Tensor::<1>::ones([256], device) * 2.0)
