@@ -68,16 +68,19 @@ fi
 # Runs our benchmark (the arguments after $1 and $2) and appends its JSON
 # lines, tagged with the round, to $out/$1. A run that fails (a kernel that
 # cannot launch on this GPU) appends one line instead, with the fields $2 and
-# "error": the first line of its panic message, so that the other runs go on
-# and the tables say which configuration failed and why.
+# "error": the first line of its panic message, so that the other runs go on,
+# the tables mark it failed and a list below them says why. Its stderr
+# (compiling and autotuning progress) still reaches the terminal.
 ours() {
     local file=$1 fields=$2 log
     shift 2
     log=$(mktemp)
-    if ! "$bench" "$@" 2>"$log" | tag "$python" "{\"round\": $round}" >> "$out/$file"; then
+    if ! "$bench" "$@" 2> >(tee "$log" >&2) | tag "$python" "{\"round\": $round}" >> "$out/$file"; then
         local message
-        message=$(grep -A1 'panicked at' "$log" | sed -n 2p)
-        [ -n "$message" ] || message=$(tail -1 "$log")
+        # The line after "panicked at ...", else its last line.
+        message=$(sed -n '/panicked at/{n;p;q}' "$log")
+        [ -n "$message" ] || message=$(tail -n 1 "$log")
+        [ -n "$message" ] || message="no message (killed?)"
         echo "  failed: $message" >&2
         echo '{}' | tag "$python" "{\"round\": $round, $fields, \"error\": $("$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$message")}" >> "$out/$file"
     fi
