@@ -23,9 +23,10 @@ pub enum BackendKind {
     /// [`BackendKind::Vulkan`]) where the driver offers what that compiler
     /// needs, else to WGSL.
     Wgpu,
-    /// A GPU through `wgpu`, pinned to Vulkan, kernels compiled to SPIR-V:
-    /// the compiler that can use cooperative-matrix instructions (tensor
-    /// cores). No device where Vulkan or its SPIR-V requirements are missing.
+    /// A GPU through `wgpu`, pinned to Vulkan: no device without a Vulkan
+    /// driver. Kernels are compiled to SPIR-V, the compiler that can use
+    /// cooperative-matrix instructions (tensor cores), where the driver
+    /// offers what it needs, else to WGSL.
     Vulkan,
 }
 
@@ -62,8 +63,10 @@ impl BackendKind {
             (BackendKind::Flex, _) => Device::flex(),
             #[allow(deprecated)]
             (BackendKind::Ndarray, _) => Device::ndarray(),
-            (_, None) => self.gpu(DeviceKind::DefaultDevice),
-            (_, Some(index)) => self.gpu(DeviceKind::DiscreteGpu(index)),
+            (BackendKind::Wgpu | BackendKind::Vulkan, None) => self.gpu(DeviceKind::DefaultDevice),
+            (BackendKind::Wgpu | BackendKind::Vulkan, Some(index)) => {
+                self.gpu(DeviceKind::DiscreteGpu(index))
+            }
         }
     }
 
@@ -72,7 +75,7 @@ impl BackendKind {
     fn gpu(self, kind: DeviceKind) -> Device {
         match self {
             BackendKind::Vulkan => Device::vulkan(kind),
-            _ => Device::wgpu(kind),
+            BackendKind::Wgpu | BackendKind::Flex | BackendKind::Ndarray => Device::wgpu(kind),
         }
     }
 
@@ -148,7 +151,9 @@ impl BackendKind {
     fn drivers(self) -> &'static str {
         match self {
             BackendKind::Vulkan => "Vulkan",
-            _ => "Vulkan, Metal or DirectX 12",
+            BackendKind::Wgpu | BackendKind::Flex | BackendKind::Ndarray => {
+                "Vulkan, Metal or DirectX 12"
+            }
         }
     }
 
@@ -269,19 +274,24 @@ mod tests {
     /// GPUs, as `--device`.
     #[test]
     fn a_software_adapter_serves_two_devices_per_gpu_backend() {
-        for backend in [BackendKind::Wgpu, BackendKind::Vulkan] {
+        type BurnDevice = fn(DeviceKind) -> Device;
+        let backends: [(BackendKind, BurnDevice); 2] = [
+            (BackendKind::Wgpu, Device::wgpu),
+            (BackendKind::Vulkan, Device::vulkan),
+        ];
+        for (backend, burn_device) in backends {
             if !software_only() {
                 let gpus = backend.gpu_devices(&[0, 1], "0,1").unwrap();
                 assert_eq!(
                     gpus,
-                    [0, 1].map(|i| backend.gpu(DeviceKind::DiscreteGpu(i)))
+                    [0, 1].map(|i| burn_device(DeviceKind::DiscreteGpu(i)))
                 );
                 continue;
             }
             let devices = backend.open_all(Some(&[0, 1]), None).unwrap();
             assert_ne!(devices[0], devices[1]);
-            assert_eq!(devices[0], backend.device());
-            assert_eq!(devices[1], backend.gpu(DeviceKind::Cpu));
+            assert_eq!(devices[0], burn_device(DeviceKind::DefaultDevice));
+            assert_eq!(devices[1], burn_device(DeviceKind::Cpu));
             let refused = backend.open_all(Some(&[0, 1, 2]), None);
             assert!(
                 refused
