@@ -8,12 +8,15 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::DType;
 use common::{
     GOLDEN_UNET, TINY, UNET, fails_with, golden, import, path, scratch, succeeds, tiny_model, unet,
     write_dataset,
 };
 use image::{GrayImage, ImageBuffer, Luma};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use unet_train::backend::BackendKind;
+use unet_train::precision::Precision;
 
 /// `unet train` with the tiny settings, `extra` on top, into `out`.
 fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -412,12 +415,18 @@ fn non_utf8_names_are_read_and_named() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// The graphics drivers a GPU backend's one-line error names.
+fn drivers(backend: BackendKind) -> &'static str {
+    match backend {
+        BackendKind::Vulkan => "no Vulkan driver",
+        _ => "no Vulkan, Metal or DirectX 12 driver",
+    }
+}
+
 #[test]
-fn a_missing_gpu_is_one_line() {
-    for (backend, drivers) in [
-        ("wgpu", "no Vulkan, Metal or DirectX 12 driver"),
-        ("vulkan", "no Vulkan driver"),
-    ] {
+fn a_gpu_that_is_not_there_is_one_line() {
+    for backend in BackendKind::GPUS {
+        let name = backend.name();
         fails_with(
             &[
                 "predict",
@@ -428,44 +437,35 @@ fn a_missing_gpu_is_one_line() {
                 "--output",
                 "y",
                 "--backend",
-                backend,
+                name,
                 "--device",
                 "99",
             ],
             &[
-                &format!("--backend {backend} --device 99"),
+                &format!("--backend {name} --device 99"),
                 "no usable GPU adapter",
-                drivers,
+                drivers(backend),
             ],
         );
     }
-    // No GPU driver at all: `vulkan` has none without a Vulkan driver (it
-    // never falls back to another API); `wgpu` would go on to OpenGL through
-    // Mesa's EGL (llvmpipe), so that is hidden from it too.
+}
+
+/// No GPU driver at all: `vulkan` has none without a Vulkan driver (it never
+/// falls back to another API); `wgpu` would go on to OpenGL through Mesa's
+/// EGL (llvmpipe), so that is hidden from it too.
+#[test]
+fn no_gpu_driver_is_one_line() {
     let root = scratch("no-driver");
     let run = root.join("out");
-    for (backend, hidden) in [
-        ("vulkan", &["VK_ICD_FILENAMES", "VK_DRIVER_FILES"][..]),
-        (
-            "wgpu",
-            &[
-                "VK_ICD_FILENAMES",
-                "VK_DRIVER_FILES",
-                "__EGL_VENDOR_LIBRARY_FILENAMES",
-            ][..],
-        ),
-    ] {
+    for backend in BackendKind::GPUS {
+        let mut hidden = vec!["VK_ICD_FILENAMES", "VK_DRIVER_FILES"];
+        if backend == BackendKind::Wgpu {
+            hidden.push("__EGL_VENDOR_LIBRARY_FILENAMES");
+        }
         let mut command = std::process::Command::new(UNET);
         command
-            .args([
-                "train",
-                "--backend",
-                backend,
-                "--epochs",
-                "1",
-                "--out",
-                path(&run),
-            ])
+            .args(["train", "--backend", backend.name(), "--epochs", "1"])
+            .args(["--out", path(&run)])
             .args(TINY);
         for variable in hidden {
             command.env(variable, "/nonexistent.json");
@@ -474,10 +474,9 @@ fn a_missing_gpu_is_one_line() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{backend}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(
-            stderr.contains(&format!("--backend {backend}: no usable GPU adapter")),
-            "{stderr}"
-        );
+        let expected = format!("--backend {backend}: no usable GPU adapter");
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(stderr.contains(drivers(backend)), "{stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
         assert!(!run.exists(), "nothing written");
     }
@@ -528,18 +527,14 @@ fn device_lists_that_cannot_work_are_one_line() {
             "a multiple of the 2 devices of --devices 0,1",
         ],
     );
-    // Lavapipe serves devices 0 and 1; a machine with GPUs has no GPU 2 either.
-    let wgpu = [
-        "--batch-size",
-        "6",
-        "--backend",
-        "wgpu",
-        "--devices",
-        "0,1,2",
-    ];
-    fails_with(&small(&wgpu), &["--devices 0,1,2"]);
-    let stderr = String::from_utf8_lossy(&unet(&small(&wgpu)).stderr).into_owned();
-    assert!(!stderr.contains("--batch-size"), "{stderr}");
+    // Lavapipe serves devices 0 and 1 (the machines this runs on have no third GPU).
+    for backend in BackendKind::GPUS {
+        let three = ["--batch-size", "6", "--backend", backend.name()];
+        let three = small(&[&three[..], &["--devices", "0,1,2"]].concat());
+        fails_with(&three, &["--devices 0,1,2"]);
+        let stderr = String::from_utf8_lossy(&unet(&three).stderr).into_owned();
+        assert!(!stderr.contains("--batch-size"), "{backend}: {stderr}");
+    }
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -547,16 +542,17 @@ fn device_lists_that_cannot_work_are_one_line() {
 /// `unet train --devices 0,1` on `backend` in `precision`, one epoch of
 /// the tiny run without normalisation: it trains, says so, and records the
 /// devices and the precision.
-fn trains_on_two_devices(backend: &str, precision: &str) {
+fn trains_on_two_devices(backend: BackendKind, precision: Precision) {
     let root = scratch(&format!("devices-{backend}-{precision}"));
     let out = root.join("run");
+    let (backend_name, precision_name) = (backend.name(), precision.name());
     let extra = [
         "--backend",
-        backend,
+        backend_name,
         "--devices",
         "0,1",
         "--precision",
-        precision,
+        precision_name,
         "--epochs",
         "1",
         "--norm",
@@ -566,7 +562,7 @@ fn trains_on_two_devices(backend: &str, precision: &str) {
     ];
     let stdout = succeeds(&train_args(&out, &extra));
     let on = match precision {
-        "f32" => format!("on {backend} (devices 0,1):"),
+        Precision::F32 => format!("on {backend} (devices 0,1):"),
         _ => format!("on {backend} (devices 0,1) in {precision}:"),
     };
     assert!(stdout.contains(&on), "{stdout}");
@@ -575,29 +571,29 @@ fn trains_on_two_devices(backend: &str, precision: &str) {
         .training
         .unwrap();
     assert_eq!(training.devices, Some(vec![0, 1]));
-    assert_eq!(training.precision.name(), precision);
+    assert_eq!(training.precision, precision);
     assert!(out.join("model.bpk").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn training_on_two_flex_devices_records_them() {
-    trains_on_two_devices("flex", "f32");
+    trains_on_two_devices(BackendKind::Flex, Precision::F32);
 }
 
 /// On wgpu, then vulkan (one after the other, so that the second finds
 /// the kernels the first compiled in CubeCL's caches).
 #[test]
 fn training_on_two_gpu_devices_records_them() {
-    for backend in ["wgpu", "vulkan"] {
-        trains_on_two_devices(backend, "f32");
+    for backend in BackendKind::GPUS {
+        trains_on_two_devices(backend, Precision::F32);
     }
 }
 
 #[test]
 fn training_on_two_gpu_devices_in_f16_records_them() {
-    for backend in ["wgpu", "vulkan"] {
-        trains_on_two_devices(backend, "f16");
+    for backend in BackendKind::GPUS {
+        trains_on_two_devices(backend, Precision::F16);
     }
 }
 
@@ -613,12 +609,21 @@ fn half_precision_where_it_cannot_run_is_one_line() {
         &train_args(&out, &["--precision", "f8"]),
         &["--precision", "unknown precision 'f8'"],
     );
-    // Lavapipe's Vulkan driver has no bfloat16 (nor has WGSL, on any GPU).
-    fails_with(
-        &train_args(&out, &["--backend", "wgpu", "--precision", "bf16"]),
-        &["--precision bf16", "does not compute in bf16"],
-    );
     assert!(!out.exists(), "nothing written");
+    // The program refuses bf16 exactly where the device says it lacks it
+    // (lavapipe's Vulkan driver has no bfloat16, nor has WGSL on any GPU).
+    for backend in BackendKind::GPUS {
+        let args = ["--backend", backend.name(), "--precision", "bf16"];
+        let mut args = train_args(&out, &args);
+        args.extend(["--epochs", "1"]);
+        if backend.device().supports_dtype(DType::BF16) {
+            succeeds(&args);
+            std::fs::remove_dir_all(&out).unwrap();
+        } else {
+            fails_with(&args, &["--precision bf16", "does not compute in bf16"]);
+            assert!(!out.exists(), "{backend}: nothing written");
+        }
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 

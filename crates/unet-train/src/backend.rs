@@ -161,7 +161,7 @@ impl BackendKind {
     /// index, or, where every adapter is a software one, the two logical
     /// devices it can serve.
     fn gpu_devices(self, list: &[usize], shown: &str) -> Result<Vec<Device>, CliError> {
-        if !software_only() {
+        if !self.software_only() {
             return Ok(list
                 .iter()
                 .map(|&index| self.gpu(DeviceKind::DiscreteGpu(index)))
@@ -181,6 +181,19 @@ impl BackendKind {
             .collect()
     }
 
+    /// Whether the GPU backend finds adapters on its graphics APIs (any for
+    /// `Wgpu`, Vulkan for `Vulkan`) and all of them are software (CPU) ones.
+    /// Listing adapters opens no device.
+    fn software_only(self) -> bool {
+        let api = match self {
+            BackendKind::Vulkan => DeviceType::Vulkan,
+            BackendKind::Wgpu | BackendKind::Flex | BackendKind::Ndarray => DeviceType::Wgpu,
+        };
+        let adapters = crate::guard::catch(|| Device::enumerate(api).to_vec());
+        let cpu = self.gpu(DeviceKind::Cpu);
+        adapters.is_ok_and(|list| !list.is_empty() && list.iter().all(|d| *d == cpu))
+    }
+
     /// The name used on command lines: `flex`, `ndarray`, `wgpu` or `vulkan`.
     pub fn name(self) -> &'static str {
         match self {
@@ -196,14 +209,6 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Whether wgpu finds adapters and all of them are software (CPU) ones.
-/// Listing adapters opens no device.
-fn software_only() -> bool {
-    let adapters = crate::guard::catch(|| Device::enumerate(DeviceType::Wgpu).to_vec());
-    let cpu = Device::wgpu(DeviceKind::Cpu);
-    adapters.is_ok_and(|list| !list.is_empty() && list.iter().all(|d| *d == cpu))
 }
 
 /// Computes a small sum on `device` (an element-wise and a reduction
@@ -280,7 +285,7 @@ mod tests {
             (BackendKind::Vulkan, Device::vulkan),
         ];
         for (backend, burn_device) in backends {
-            if !software_only() {
+            if !backend.software_only() {
                 let gpus = backend.gpu_devices(&[0, 1], "0,1").unwrap();
                 assert_eq!(
                     gpus,
