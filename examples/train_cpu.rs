@@ -7,7 +7,7 @@
 
 use unet::UNetConfig;
 use unet_train::BackendKind;
-use unet_train::CliError;
+use unet_train::RunError;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::data::SyntheticDataset;
 use unet_train::model_dir;
@@ -16,7 +16,7 @@ use unet_train::train::{Progress, train};
 
 // `cargo test` runs this example as a test too (see `tests` below).
 #[cfg_attr(test, allow(dead_code))]
-fn main() -> Result<(), CliError> {
+fn main() -> Result<(), RunError> {
     let backend = BackendKind::Flex;
     let size = 32;
     let config = RunConfig::trained(

@@ -10,7 +10,7 @@
 use image::{GrayImage, Luma};
 use unet::{Block, UNetConfig};
 use unet_train::BackendKind;
-use unet_train::CliError;
+use unet_train::RunError;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::data::SyntheticDataset;
 use unet_train::model_dir;
@@ -19,7 +19,7 @@ use unet_train::train::{Progress, train};
 
 // `cargo test` runs this example as a test too (see `tests` below).
 #[cfg_attr(test, allow(dead_code))]
-fn main() -> Result<(), CliError> {
+fn main() -> Result<(), RunError> {
     let backend = BackendKind::Wgpu;
     let config = RunConfig::trained(
         UNetConfig::new(1, 2)
@@ -52,7 +52,7 @@ fn main() -> Result<(), CliError> {
         Luma([(sample.pixel(0, y as usize, x as usize) * 255.0) as u8])
     })
     .save(&file)
-    .map_err(|err| CliError::io(&file, err))?;
+    .map_err(|err| RunError::io(&file, err))?;
 
     let device = backend.device();
     let model = model_dir::load(&dir, &device)?;

@@ -281,9 +281,9 @@ pub struct InstanceArgs {
 
 impl InstanceArgs {
     /// The watershed settings.
-    pub fn config(&self) -> Result<WatershedConfig, unet_train::CliError> {
+    pub fn config(&self) -> Result<WatershedConfig, unet_train::RunError> {
         if !(self.split_height.is_finite() && self.split_height >= 0.0) {
-            return Err(unet_train::CliError::option(
+            return Err(unet_train::RunError::option(
                 "--split-height",
                 self.split_height,
                 "at least 0",
@@ -500,13 +500,13 @@ pub struct WindowArgs {
 
 impl WindowArgs {
     /// The prediction options these arguments give (no files beside the mask).
-    pub fn options(&self) -> Result<PredictOptions, unet_train::CliError> {
-        use unet_train::CliError;
+    pub fn options(&self) -> Result<PredictOptions, unet_train::RunError> {
+        use unet_train::RunError;
         if !(0.0..1.0).contains(&self.overlap) {
-            return Err(CliError::option("--overlap", self.overlap, "in [0, 1)"));
+            return Err(RunError::option("--overlap", self.overlap, "in [0, 1)"));
         }
         if self.tile_batch == 0 {
-            return Err(CliError::option("--tile-batch", 0, "at least 1"));
+            return Err(RunError::option("--tile-batch", 0, "at least 1"));
         }
         let tiling = match self.tile {
             Some(TileArg(tile)) => Tiling::Window(Window {

@@ -18,7 +18,7 @@ use unet_train::config::{
 use unet_train::data::FolderDataset;
 use unet_train::predict::{Event, Layout, Prediction};
 use unet_train::train::{Progress, SUPERSEDED_DIR, TrainReport, resume_point, train};
-use unet_train::{BackendKind, CliError, Precision, atomic, eval, import, model_dir, predict};
+use unet_train::{BackendKind, Precision, RunError, atomic, eval, import, model_dir, predict};
 
 use args::{BackendArgs, Cli, Command, EvalArgs, ImportArgs, PredictArgs, TrainArgs};
 
@@ -86,7 +86,7 @@ fn one_line(message: &str) -> String {
     })
 }
 
-fn run(cli: Cli) -> Result<ExitCode, CliError> {
+fn run(cli: Cli) -> Result<ExitCode, RunError> {
     match cli.command {
         Command::Train(args) => run_train(*args).map(|()| ExitCode::SUCCESS),
         Command::Predict(args) => run_predict(args),
@@ -102,7 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// Without a login session (`XDG_RUNTIME_DIR` unset: CI, a server over ssh),
 /// Mesa's drivers, asked for a display while wgpu looks for adapters, print
 /// an error line per attempt; they get an empty private folder instead.
-fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor::Device, CliError> {
+fn open_device(backend: BackendKind, gpu: Option<usize>) -> Result<burn::tensor::Device, RunError> {
     use_backend(backend);
     backend.open(gpu)
 }
@@ -134,12 +134,12 @@ fn private_runtime_dir() -> Option<std::path::PathBuf> {
     private.then_some(dir)
 }
 
-fn run_predict(args: PredictArgs) -> Result<ExitCode, CliError> {
+fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
     let mut options = args.window.options()?;
     options.probabilities = args.probabilities;
     if let Some(t) = args.threshold {
         if !(0.0..=1.0).contains(&t) {
-            return Err(CliError::option("--threshold", t, "in [0, 1]"));
+            return Err(RunError::option("--threshold", t, "in [0, 1]"));
         }
         options.threshold = Some(t);
     }
@@ -148,7 +148,7 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, CliError> {
     }
     let model = model_dir::read_config(&args.model)?;
     if options.threshold.is_some() && model.model.num_classes != 2 {
-        return Err(CliError::option(
+        return Err(RunError::option(
             "--threshold",
             args.threshold.unwrap_or_default(),
             "used with a two-class model only",
@@ -194,7 +194,7 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::FAILURE)
 }
 
-fn open(backend: &BackendArgs) -> Result<burn::tensor::Device, CliError> {
+fn open(backend: &BackendArgs) -> Result<burn::tensor::Device, RunError> {
     open_device(backend.backend, backend.device)
 }
 
@@ -268,7 +268,7 @@ impl TileProgress {
     }
 }
 
-fn run_eval(args: EvalArgs) -> Result<(), CliError> {
+fn run_eval(args: EvalArgs) -> Result<(), RunError> {
     let options = args.window.options()?;
     model_dir::read_config(&args.model)?;
     let device = open(&args.backend)?;
@@ -289,14 +289,14 @@ fn run_eval(args: EvalArgs) -> Result<(), CliError> {
     print!("{}", scores.table());
     if let Some(path) = args.json {
         let json =
-            serde_json::to_string_pretty(&scores).map_err(|err| CliError::io(&path, err))? + "\n";
-        atomic::write(&path, json.as_bytes()).map_err(|err| CliError::io(&path, err))?;
+            serde_json::to_string_pretty(&scores).map_err(|err| RunError::io(&path, err))? + "\n";
+        atomic::write(&path, json.as_bytes()).map_err(|err| RunError::io(&path, err))?;
         println!("wrote {}", path.display());
     }
     Ok(())
 }
 
-fn run_import(args: ImportArgs) -> Result<(), CliError> {
+fn run_import(args: ImportArgs) -> Result<(), RunError> {
     let model = UNetConfig::new(args.in_channels, args.classes)
         .with_base_width(args.base_width)
         .with_depth(args.depth);
@@ -310,11 +310,11 @@ fn run_import(args: ImportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run_train(args: TrainArgs) -> Result<(), CliError> {
+fn run_train(args: TrainArgs) -> Result<(), RunError> {
     let (config, dir, resume) = match &args.resume {
         Some(dir) => {
             let mut config = model_dir::read_config(dir)?;
-            let training = config.training.as_mut().ok_or(CliError::NotTrainable)?;
+            let training = config.training.as_mut().ok_or(RunError::NotTrainable)?;
             training.backend = args.backend.backend;
             training.gpu = args.backend.device;
             training.devices = args.devices.as_ref().map(|list| list.0.clone());
@@ -370,7 +370,7 @@ fn resume_notes(
     config: &RunConfig,
     dir: &Path,
     device: &burn::tensor::Device,
-) -> Result<String, CliError> {
+) -> Result<String, RunError> {
     let point = resume_point(config, dir, device)?;
     for damaged in &point.damaged {
         eprintln!(
@@ -407,7 +407,7 @@ fn describe(model: &UNetConfig) -> String {
     )
 }
 
-fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
+fn train_config(args: &TrainArgs) -> Result<RunConfig, RunError> {
     let (data, resize, channels) = if args.data == "synthetic" {
         let size = args.image_size.unwrap_or(SYNTHETIC_SIZE);
         let data = DataSource::Synthetic {
@@ -417,7 +417,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, CliError> {
         (data, None, args.channels.unwrap_or(1))
     } else {
         if args.image_size == Some(0) {
-            return Err(CliError::option("--image-size", 0, "at least 1"));
+            return Err(RunError::option("--image-size", 0, "at least 1"));
         }
         let dir = std::path::PathBuf::from(&args.data);
         let channels = match args.channels {

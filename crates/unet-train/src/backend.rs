@@ -6,7 +6,7 @@ use std::str::FromStr;
 use burn::tensor::{Device, DeviceKind, DeviceType, Tensor};
 
 use crate::config::devices_text;
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// A Burn backend, picked at run time: Burn 0.22 dispatches on the device, so
 /// one binary serves all of them. Serialised by its command-line name.
@@ -83,7 +83,7 @@ impl BackendKind {
     /// a small tensor makes the round trip to it. A GPU that is not there
     /// (`--device 99`, or no adapter at all) is an error naming it, where
     /// the first tensor on it would end the program.
-    pub fn open(self, gpu: Option<usize>) -> Result<Device, CliError> {
+    pub fn open(self, gpu: Option<usize>) -> Result<Device, RunError> {
         let device = self.device_at(gpu);
         if self.is_gpu() {
             probe(&device).map_err(|reason| {
@@ -94,7 +94,7 @@ impl BackendKind {
                 } else {
                     format!(": {reason}")
                 };
-                CliError::Device(format!(
+                RunError::Device(format!(
                     "--backend {self}{option}: no usable GPU adapter (no such GPU, or no {} \
                      driver{detail})",
                     self.drivers()
@@ -119,14 +119,14 @@ impl BackendKind {
         self,
         devices: Option<&[usize]>,
         gpu: Option<usize>,
-    ) -> Result<Vec<Device>, CliError> {
+    ) -> Result<Vec<Device>, RunError> {
         let Some(list) = devices else {
             return Ok(vec![self.open(gpu)?]);
         };
         let shown = devices_text(list);
         match self {
             BackendKind::Flex => Ok(vec![Device::flex(); list.len()]),
-            BackendKind::Ndarray => Err(CliError::option(
+            BackendKind::Ndarray => Err(RunError::option(
                 "--devices",
                 shown,
                 "used with --backend wgpu, vulkan or flex (ndarray trains on one device)",
@@ -135,7 +135,7 @@ impl BackendKind {
                 let devices = self.gpu_devices(list, &shown)?;
                 for (device, index) in devices.iter().zip(list) {
                     probe(device).map_err(|reason| {
-                        CliError::Device(format!(
+                        RunError::Device(format!(
                             "--backend {self} --devices {shown}: device {index} does not work \
                              (no such GPU, or no {} driver: {reason})",
                             self.drivers()
@@ -160,7 +160,7 @@ impl BackendKind {
     /// The GPU devices of `--devices` (shown as `shown`): discrete GPUs by
     /// index, or, where every adapter is a software one, the two logical
     /// devices it can serve.
-    fn gpu_devices(self, list: &[usize], shown: &str) -> Result<Vec<Device>, CliError> {
+    fn gpu_devices(self, list: &[usize], shown: &str) -> Result<Vec<Device>, RunError> {
         if !self.software_only() {
             return Ok(list
                 .iter()
@@ -171,7 +171,7 @@ impl BackendKind {
             .map(|&index| match index {
                 0 => Ok(self.gpu(DeviceKind::DefaultDevice)),
                 1 => Ok(self.gpu(DeviceKind::Cpu)),
-                _ => Err(CliError::option(
+                _ => Err(RunError::option(
                     "--devices",
                     shown,
                     "0 and 1 at most: this machine's only GPU adapter is a software one \

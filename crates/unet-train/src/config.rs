@@ -13,7 +13,7 @@ use crate::precision::Precision;
 use imaging::{BorderWeight, ElasticConfig, IntensityConfig};
 
 use crate::data::{Augmentation, DataError, MaskKind, Normalize};
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// The version of the `config.json` layout.
 pub const FORMAT: &str = "unet-run/1";
@@ -220,7 +220,7 @@ impl TrainingConfig {
 
     /// The run's devices ([`BackendKind::open_all`], the main one first),
     /// each checked to compute in the run's precision.
-    pub fn open_devices(&self) -> Result<Vec<Device>, CliError> {
+    pub fn open_devices(&self) -> Result<Vec<Device>, RunError> {
         let devices = self.backend.open_all(self.devices.as_deref(), self.gpu)?;
         for device in &devices {
             self.precision.check_device(self.backend, device)?;
@@ -235,41 +235,41 @@ impl TrainingConfig {
 
     /// Checks `--devices` against itself, `--device`, the backend and the
     /// batch size, which every device must get an equal share of.
-    fn validate_devices(&self) -> Result<(), CliError> {
+    fn validate_devices(&self) -> Result<(), RunError> {
         let Some(list) = &self.devices else {
             return Ok(());
         };
         let shown = devices_text(list);
         if !(1..=MAX_DEVICES).contains(&list.len()) {
             let expected = format!("1 to {MAX_DEVICES} device numbers");
-            return Err(CliError::option("--devices", shown, &expected));
+            return Err(RunError::option("--devices", shown, &expected));
         }
         let mut sorted = list.clone();
         sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != list.len() {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--devices",
                 shown,
                 "distinct device numbers (each device named once)",
             ));
         }
         if let Some(gpu) = self.gpu {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--devices",
                 shown,
                 &format!("given without --device {gpu} (one or the other)"),
             ));
         }
         if self.backend == BackendKind::Ndarray {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--devices",
                 shown,
                 "used with --backend wgpu, vulkan or flex (ndarray trains on one device)",
             ));
         }
         if !self.batch_size.is_multiple_of(list.len()) {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--batch-size",
                 self.batch_size,
                 &format!(
@@ -282,11 +282,11 @@ impl TrainingConfig {
     }
 
     /// Checks the loss settings against the class count.
-    fn validate_loss(&self, classes: usize) -> Result<(), CliError> {
+    fn validate_loss(&self, classes: usize) -> Result<(), RunError> {
         if let Some(weights) = &self.class_weights
             && (weights.len() != classes || !weights.iter().all(|w| w.is_finite() && *w > 0.0))
         {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--class-weights",
                 format!("{weights:?}"),
                 &format!("{classes} positive numbers, one per class"),
@@ -298,7 +298,7 @@ impl TrainingConfig {
                 && border.sigma.is_finite()
                 && border.sigma > 0.0)
         {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--border-weight",
                 format!("w0 {} sigma {}", border.w0, border.sigma),
                 "w0 at least 0 and sigma above 0",
@@ -309,7 +309,7 @@ impl TrainingConfig {
                 && elastic.sigma.is_finite()
                 && elastic.sigma >= 0.0)
         {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--elastic",
                 format!("grid {} sigma {}", elastic.grid, elastic.sigma),
                 "a grid of 1 to 64 points and a sigma at least 0",
@@ -325,7 +325,7 @@ impl TrainingConfig {
             } else {
                 "--border-weight"
             };
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--loss",
                 "tversky",
                 &format!(
@@ -335,7 +335,7 @@ impl TrainingConfig {
         }
         match self.loss {
             Loss::Focal { gamma } if !(gamma.is_finite() && gamma >= 0.0) => {
-                Err(CliError::option("--focal-gamma", gamma, "at least 0"))
+                Err(RunError::option("--focal-gamma", gamma, "at least 0"))
             }
             Loss::Tversky { alpha, beta }
                 if !(alpha.is_finite()
@@ -344,7 +344,7 @@ impl TrainingConfig {
                     && beta >= 0.0
                     && alpha + beta > 0.0) =>
             {
-                Err(CliError::option(
+                Err(RunError::option(
                     "--tversky",
                     format!("{alpha},{beta}"),
                     "two weights at least 0, not both 0",
@@ -355,9 +355,9 @@ impl TrainingConfig {
     }
 
     /// Checks the values a run cannot start with.
-    pub fn validate(&self) -> Result<(), CliError> {
+    pub fn validate(&self) -> Result<(), RunError> {
         let fail = |name: &str, value: String, expected: &str| {
-            Err(CliError::Option {
+            Err(RunError::Option {
                 name: name.to_string(),
                 value,
                 expected: expected.to_string(),
@@ -410,14 +410,14 @@ impl TrainingConfig {
 impl RunConfig {
     /// Checks everything a run cannot start with (before any data is read):
     /// the training settings, the network, the class count, the preprocessing.
-    pub fn validate(&self) -> Result<(), CliError> {
+    pub fn validate(&self) -> Result<(), RunError> {
         if let Some(training) = &self.training {
             training.validate()?;
         }
         self.model.validate()?;
         let classes = self.model.num_classes;
         if !(2..=MAX_CLASSES).contains(&classes) {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--classes",
                 classes,
                 &format!(
@@ -428,7 +428,7 @@ impl RunConfig {
         if let Some(side) = self.preprocess.resize
             && !(1..=MAX_SIDE).contains(&side)
         {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--image-size",
                 side,
                 &format!("1 to {MAX_SIDE}"),
@@ -437,7 +437,7 @@ impl RunConfig {
         self.preprocess
             .normalize
             .validate()
-            .map_err(|reason| CliError::option("--normalize", "percentile", &reason))?;
+            .map_err(|reason| RunError::option("--normalize", "percentile", &reason))?;
         if let Some(training) = &self.training {
             training.validate_loss(classes)?;
         }
@@ -462,8 +462,8 @@ impl RunConfig {
     ///
     /// # Errors
     /// For an imported model, which has none.
-    pub fn training(&self) -> Result<&TrainingConfig, CliError> {
-        self.training.as_ref().ok_or(CliError::NotTrainable)
+    pub fn training(&self) -> Result<&TrainingConfig, RunError> {
+        self.training.as_ref().ok_or(RunError::NotTrainable)
     }
 }
 

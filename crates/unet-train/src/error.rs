@@ -9,7 +9,7 @@ use crate::data::DataError;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub enum RunError {
     /// A dataset or image that cannot be used.
     #[error(transparent)]
     Data(#[from] DataError),
@@ -101,10 +101,10 @@ pub enum CliError {
     Training(String),
 }
 
-impl CliError {
+impl RunError {
     /// An option value out of range: `name value: must be expected`.
     pub fn option(name: &str, value: impl std::fmt::Display, expected: &str) -> Self {
-        CliError::Option {
+        RunError::Option {
             name: name.to_string(),
             value: value.to_string(),
             expected: expected.to_string(),
@@ -113,7 +113,7 @@ impl CliError {
 
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        CliError::Io {
+        RunError::Io {
             path: path.into(),
             reason: err.to_string(),
         }

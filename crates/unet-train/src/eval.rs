@@ -8,7 +8,7 @@ use crate::config::Preprocess;
 use imaging::WatershedConfig;
 
 use crate::data::{ImageMaskPair, image_mask_pairs, read_pair, split_indices};
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::instances::{InstanceCounts, instances_of};
 use crate::model_dir::TrainedModel;
 use crate::predict::{PredictOptions, segment_file};
@@ -26,14 +26,14 @@ pub fn evaluate(
     options: &PredictOptions,
     instances: &WatershedConfig,
     device: &Device,
-) -> Result<Scores, CliError> {
+) -> Result<Scores, RunError> {
     evaluate_images(model, dir, None, options, instances, device)
 }
 
 /// The images of `dir` a model held out for validation: those its run's
 /// split (seed and validation fraction) put aside, when `dir` is the folder
 /// it was trained on.
-pub fn validation_images(model: &TrainedModel, dir: &Path) -> Result<Vec<usize>, CliError> {
+pub fn validation_images(model: &TrainedModel, dir: &Path) -> Result<Vec<usize>, RunError> {
     let training = model.config.training()?;
     let pairs = image_mask_pairs(dir)?;
     Ok(split_indices(pairs.len(), training.val_fraction, training.seed).1)
@@ -47,7 +47,7 @@ pub fn evaluate_images(
     options: &PredictOptions,
     instances: &WatershedConfig,
     device: &Device,
-) -> Result<Scores, CliError> {
+) -> Result<Scores, RunError> {
     let (channels, classes) = (
         model.config.model.in_channels,
         model.config.model.num_classes,

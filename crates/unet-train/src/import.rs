@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use unet::{UNetConfig, load_pytorch_weights};
 
 use crate::config::{FORMAT, Preprocess, RunConfig};
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::model_dir;
 
 /// Reads a state dict of the PyTorch reference U-Net
@@ -16,13 +16,13 @@ use crate::model_dir;
 ///
 /// `out` must be new or empty: a model directory, a training run or any
 /// other file there is never written over.
-pub fn import(weights: &Path, model: UNetConfig, out: &Path) -> Result<RunConfig, CliError> {
+pub fn import(weights: &Path, model: UNetConfig, out: &Path) -> Result<RunConfig, RunError> {
     if out.exists() {
         let empty = std::fs::read_dir(out)
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(false);
         if !empty {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--out",
                 out.display(),
                 "a new or empty folder (it holds files, which import does not write over)",

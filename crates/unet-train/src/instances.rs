@@ -6,7 +6,7 @@
 use imaging::{DSB_THRESHOLDS, WatershedConfig, overlaps, split_instances};
 use serde::Serialize;
 
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// Instance ids `1..=n` (0 background) of the foreground (every class but 0)
 /// of a class mask `[height, width]`, touching objects split by a marker
@@ -15,10 +15,10 @@ pub fn instances_of(
     mask: &[u8],
     [height, width]: [usize; 2],
     config: &WatershedConfig,
-) -> Result<Vec<u32>, CliError> {
+) -> Result<Vec<u32>, RunError> {
     let foreground: Vec<bool> = mask.iter().map(|&class| class != 0).collect();
     split_instances(&foreground, height, width, config)
-        .map_err(|err| CliError::option("--instances", "", &err.to_string()))
+        .map_err(|err| RunError::option("--instances", "", &err.to_string()))
 }
 
 /// Instance scores of a dataset: counts of matches at IoU 0.5 over all its
@@ -62,9 +62,9 @@ impl InstanceCounts {
         truth: &[u32],
         predicted: &[u32],
         [height, width]: [usize; 2],
-    ) -> Result<(), CliError> {
+    ) -> Result<(), RunError> {
         let failed =
-            |err: imaging::InstanceError| CliError::option("instance labels", "", &err.to_string());
+            |err: imaging::InstanceError| RunError::option("instance labels", "", &err.to_string());
         let pairs = overlaps(truth, predicted, height, width).map_err(failed)?;
         let at_half = pairs.stats(DSB_THRESHOLDS[0]).map_err(failed)?;
         self.images += 1;

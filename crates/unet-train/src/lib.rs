@@ -17,7 +17,7 @@
 //!     },
 //! );
 //! assert!(config.training()?.validate().is_ok());
-//! # Ok::<(), unet_train::CliError>(())
+//! # Ok::<(), unet_train::RunError>(())
 //! ```
 #![warn(missing_docs)]
 
@@ -41,5 +41,5 @@ pub mod score;
 pub mod train;
 
 pub use backend::BackendKind;
-pub use error::CliError;
+pub use error::RunError;
 pub use precision::Precision;

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use unet::{UNetConfig, summary};
 
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// Values kept per activation value in a training step: the forward output
 /// (kept for the backward pass), its gradient, and the temporaries around
@@ -21,7 +21,7 @@ const PARAMETER_FACTOR: u64 = 4;
 ///
 /// Builds the network to read its shapes; Burn creates parameters lazily,
 /// so nothing of its size is allocated.
-pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<u64, CliError> {
+pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<u64, RunError> {
     let unet = model.try_init(&Device::flex())?;
     let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
     let activations = table
@@ -69,10 +69,10 @@ pub fn check_training_fits(
     model: &UNetConfig,
     batch: usize,
     size: [usize; 2],
-) -> Result<(), CliError> {
+) -> Result<(), RunError> {
     let needed = training_bytes(model, batch, size)?;
     match available_bytes() {
-        Some(available) if needed > available => Err(CliError::TooLarge {
+        Some(available) if needed > available => Err(RunError::TooLarge {
             what: format!(
                 "a training step (batch {batch} of {}x{} images, base width {}, depth {})",
                 size[0], size[1], model.base_width, model.depth

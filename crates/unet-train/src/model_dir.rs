@@ -10,7 +10,7 @@ use unet::UNet;
 
 use crate::atomic;
 use crate::config::{FORMAT, RunConfig};
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// The configuration file of a model directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -27,31 +27,31 @@ pub struct TrainedModel {
 }
 
 /// Writes `config.json` into `dir` (atomically).
-pub fn write_config(dir: &Path, config: &RunConfig) -> Result<(), CliError> {
+pub fn write_config(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     let path = dir.join(CONFIG_FILE);
-    let json = serde_json::to_string_pretty(config).map_err(|err| CliError::io(&path, err))? + "\n";
-    atomic::write(&path, json.as_bytes()).map_err(|err| CliError::io(path, err))
+    let json = serde_json::to_string_pretty(config).map_err(|err| RunError::io(&path, err))? + "\n";
+    atomic::write(&path, json.as_bytes()).map_err(|err| RunError::io(path, err))
 }
 
 /// Reads `dir/config.json`.
-pub fn read_config(dir: &Path) -> Result<RunConfig, CliError> {
+pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
     if !dir.is_dir() {
-        return Err(CliError::ModelDir {
+        return Err(RunError::ModelDir {
             dir: dir.to_path_buf(),
             reason: "no such directory".into(),
         });
     }
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|err| CliError::ModelDir {
+    let text = std::fs::read_to_string(&path).map_err(|err| RunError::ModelDir {
         dir: dir.to_path_buf(),
         reason: format!("not a model directory: cannot read {CONFIG_FILE} ({err})"),
     })?;
-    let config: RunConfig = serde_json::from_str(&text).map_err(|err| CliError::ModelDir {
+    let config: RunConfig = serde_json::from_str(&text).map_err(|err| RunError::ModelDir {
         dir: dir.to_path_buf(),
         reason: format!("{CONFIG_FILE} is not a run configuration: {err}"),
     })?;
     if config.format != FORMAT {
-        return Err(CliError::ModelDir {
+        return Err(RunError::ModelDir {
             dir: dir.to_path_buf(),
             reason: format!(
                 "{CONFIG_FILE} has format '{}', this program reads '{FORMAT}'",
@@ -64,13 +64,13 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, CliError> {
 }
 
 /// Writes the weights of `unet` to `dir/model.bpk` (atomically).
-pub fn write_weights(dir: &Path, unet: UNet) -> Result<PathBuf, CliError> {
+pub fn write_weights(dir: &Path, unet: UNet) -> Result<PathBuf, RunError> {
     let path = dir.join(WEIGHTS_FILE);
     let bytes = unet
         .into_record()
         .into_bytes()
-        .map_err(|err| CliError::io(&path, err))?;
-    atomic::write(&path, &bytes).map_err(|err| CliError::io(&path, err))?;
+        .map_err(|err| RunError::io(&path, err))?;
+    atomic::write(&path, &bytes).map_err(|err| RunError::io(&path, err))?;
     Ok(path)
 }
 
@@ -81,16 +81,16 @@ pub fn load_weights(
     config_path: &Path,
     weights: &Path,
     device: &Device,
-) -> Result<UNet, CliError> {
+) -> Result<UNet, RunError> {
     if !weights.is_file() {
-        return Err(CliError::io(weights, "no such file"));
+        return Err(RunError::io(weights, "no such file"));
     }
     config
         .model
         .try_init(device)?
         .try_load_file(weights)
         .map(UNet::into_f32)
-        .map_err(|err| CliError::Weights {
+        .map_err(|err| RunError::Weights {
             path: weights.to_path_buf(),
             config: config_path.to_path_buf(),
             reason: err.to_string(),
@@ -98,7 +98,7 @@ pub fn load_weights(
 }
 
 /// Reads a model directory onto `device`.
-pub fn load(dir: &Path, device: &Device) -> Result<TrainedModel, CliError> {
+pub fn load(dir: &Path, device: &Device) -> Result<TrainedModel, RunError> {
     let config = read_config(dir)?;
     let unet = load_weights(
         &config,
@@ -110,8 +110,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<TrainedModel, CliError> {
 }
 
 /// Writes a model directory: `config.json` and `model.bpk`.
-pub fn save(dir: &Path, config: &RunConfig, unet: UNet) -> Result<(), CliError> {
-    std::fs::create_dir_all(dir).map_err(|err| CliError::io(dir, err))?;
+pub fn save(dir: &Path, config: &RunConfig, unet: UNet) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|err| RunError::io(dir, err))?;
     write_config(dir, config)?;
     write_weights(dir, unet)?;
     Ok(())

@@ -21,7 +21,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use crate::backend::BackendKind;
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// The float type a training step computes in. Serialised by its
 /// command-line name.
@@ -68,9 +68,9 @@ impl Precision {
 
     /// Checks that `backend` has this precision's type: ndarray has no
     /// half-precision types.
-    pub fn check_backend(self, backend: BackendKind) -> Result<(), CliError> {
+    pub fn check_backend(self, backend: BackendKind) -> Result<(), RunError> {
         if self != Precision::F32 && backend == BackendKind::Ndarray {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--precision",
                 self,
                 "f32 with --backend ndarray (it has no half-precision types)",
@@ -82,10 +82,10 @@ impl Precision {
     /// Checks that `device` computes in this precision: a GPU may not
     /// (f16 needs WebGPU's `shader-f16` or Vulkan's `shaderFloat16`;
     /// bfloat16 an extension few drivers have).
-    pub fn check_device(self, backend: BackendKind, device: &Device) -> Result<(), CliError> {
+    pub fn check_device(self, backend: BackendKind, device: &Device) -> Result<(), RunError> {
         self.check_backend(backend)?;
         if self != Precision::F32 && !device.supports_dtype(DType::from(self.dtype())) {
-            return Err(CliError::option(
+            return Err(RunError::option(
                 "--precision",
                 self,
                 &format!("f32 on this --backend {backend} device (it does not compute in {self})"),

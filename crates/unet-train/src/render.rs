@@ -9,16 +9,16 @@ use plotters::prelude::*;
 
 use crate::atomic;
 use crate::data::Sample;
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// Writes an image as PNG, atomically.
-pub fn write_png(path: &Path, image: impl Into<DynamicImage>) -> Result<(), CliError> {
+pub fn write_png(path: &Path, image: impl Into<DynamicImage>) -> Result<(), RunError> {
     let mut bytes = Vec::new();
     image
         .into()
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-        .map_err(|err| CliError::io(path, err))?;
-    atomic::write(path, &bytes).map_err(|err| CliError::io(path, err))
+        .map_err(|err| RunError::io(path, err))?;
+    atomic::write(path, &bytes).map_err(|err| RunError::io(path, err))
 }
 
 /// The pixel layout of a PNG written row by row.
@@ -39,15 +39,15 @@ pub fn write_png_rows(
     [width, height]: [usize; 2],
     format: RowFormat,
     mut row: impl FnMut(usize, &mut Vec<u8>),
-) -> Result<(), CliError> {
+) -> Result<(), RunError> {
     let (color, depth) = match format {
         RowFormat::Gray8 => (png::ColorType::Grayscale, png::BitDepth::Eight),
         RowFormat::Gray16 => (png::ColorType::Grayscale, png::BitDepth::Sixteen),
         RowFormat::Rgb8 => (png::ColorType::Rgb, png::BitDepth::Eight),
     };
     let (w, h) = (
-        u32::try_from(width).map_err(|_| CliError::io(path, "wider than a PNG can be"))?,
-        u32::try_from(height).map_err(|_| CliError::io(path, "taller than a PNG can be"))?,
+        u32::try_from(width).map_err(|_| RunError::io(path, "wider than a PNG can be"))?,
+        u32::try_from(height).map_err(|_| RunError::io(path, "taller than a PNG can be"))?,
     );
     atomic::write_with(path, |file| {
         let mut encoder = png::Encoder::new(file, w, h);
@@ -63,7 +63,7 @@ pub fn write_png_rows(
         }
         stream.finish().map_err(std::io::Error::other)
     })
-    .map_err(|err| CliError::io(path, err))
+    .map_err(|err| RunError::io(path, err))
 }
 
 /// Appends row `y` of `image` as 8-bit RGB (grayscale repeated, 16-bit

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::data::dataset::{Dataset, DatasetError};
 use unet::UNetConfig;
 use unet_train::BackendKind;
-use unet_train::CliError;
+use unet_train::RunError;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::data::{Sample, SyntheticDataset};
 use unet_train::model_dir;
@@ -143,7 +143,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_epoch() {
     let data = RunData::split(Arc::new(dataset), 0.2, 42);
     let err = train_on(&config, data, &dir, false, Progress::Quiet).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, CliError::NonFiniteLoss { .. }), "{message}");
+    assert!(matches!(err, RunError::NonFiniteLoss { .. }), "{message}");
     assert!(
         message.starts_with("training stopped: the loss became NaN at training iteration"),
         "{message}"

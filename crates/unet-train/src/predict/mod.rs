@@ -18,7 +18,7 @@ use unet::{UNet, UNetPadding, nearest_valid_input_sizes, summary};
 use crate::data::{
     DataError, IMAGE_EXTENSIONS, SourceImage, decode, files_by_stem, open_image, resize_nearest,
 };
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::instances::instances_of;
 use crate::model_dir::{CONFIG_FILE, TrainedModel};
 use crate::render::{RowFormat, display_row, instance_row, mask_value, tint, write_png_rows};
@@ -75,7 +75,7 @@ pub struct Segmentation {
 }
 
 /// Memory of one forward pass per input pixel, from the layer shapes.
-pub fn inference_bytes_per_pixel(unet: &UNet) -> Result<f64, CliError> {
+pub fn inference_bytes_per_pixel(unet: &UNet) -> Result<f64, RunError> {
     let config = unet.config();
     let probe = match config.padding {
         UNetPadding::Same => 256,
@@ -91,8 +91,8 @@ pub fn inference_bytes_per_pixel(unet: &UNet) -> Result<f64, CliError> {
 }
 
 /// The layout `tiling` gives for an image of `size` pixels.
-pub fn layout(unet: &UNet, size: [usize; 2], tiling: Tiling) -> Result<(Layout, Window), CliError> {
-    let whole = |unet| -> Result<(Layout, Window), CliError> {
+pub fn layout(unet: &UNet, size: [usize; 2], tiling: Tiling) -> Result<(Layout, Window), RunError> {
+    let whole = |unet| -> Result<(Layout, Window), RunError> {
         let layout = Layout::whole(unet, size)?;
         let window = Window {
             tile: layout.input,
@@ -144,7 +144,7 @@ pub fn segment_with(
     options: &PredictOptions,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Segmentation, CliError> {
+) -> Result<Segmentation, RunError> {
     let [height, width] = source.size();
     let (layout, window) = layout(unet, [height, width], options.tiling)?;
     let classes = unet.config().num_classes;
@@ -193,7 +193,7 @@ pub fn segment(
     image: &[f32],
     [channels, height, width]: [usize; 3],
     device: &Device,
-) -> Result<Vec<u8>, CliError> {
+) -> Result<Vec<u8>, RunError> {
     let options = PredictOptions {
         tiling: Tiling::Whole,
         ..PredictOptions::default()
@@ -240,7 +240,7 @@ pub fn segment_file(
     options: &PredictOptions,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Segmentation, CliError> {
+) -> Result<Segmentation, RunError> {
     Ok(segment_image(model, path, options, device, progress)?.0)
 }
 
@@ -252,7 +252,7 @@ fn segment_image(
     options: &PredictOptions,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Segmentation, SourceImage), CliError> {
+) -> Result<(Segmentation, SourceImage), RunError> {
     let channels = model.config.model.in_channels;
     let preprocess = model.config.preprocess;
     let (source, [width, height]) =
@@ -281,7 +281,7 @@ fn segment_image(
 
 /// The images to predict: `input` itself, or the `.png`/`.jpg`/`.tif` files in it,
 /// by name (two files of one name are an error).
-pub fn input_files(input: &Path) -> Result<Vec<PathBuf>, CliError> {
+pub fn input_files(input: &Path) -> Result<Vec<PathBuf>, RunError> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
@@ -328,25 +328,25 @@ pub struct Failure {
     /// The image.
     pub input: PathBuf,
     /// What went wrong.
-    pub error: CliError,
+    pub error: RunError,
 }
 
 /// Checks that `output` can take `predict`'s files: not the input folder
 /// (its masks would be read as images next time), not a model directory.
-pub fn check_output(input: &Path, output: &Path) -> Result<(), CliError> {
+pub fn check_output(input: &Path, output: &Path) -> Result<(), RunError> {
     let same = match (input.canonicalize(), output.canonicalize()) {
         (Ok(a), Ok(b)) => input.is_dir() && a == b,
         _ => false,
     };
     if same {
-        return Err(CliError::option(
+        return Err(RunError::option(
             "--output",
             output.display(),
             "another folder than --input (the masks would be read as images next time)",
         ));
     }
     if output.join(CONFIG_FILE).exists() {
-        return Err(CliError::option(
+        return Err(RunError::option(
             "--output",
             output.display(),
             "a folder that is not a model directory",
@@ -371,7 +371,7 @@ pub fn predict_file(
     options: &PredictOptions,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Prediction, CliError> {
+) -> Result<Prediction, RunError> {
     let classes = model.config.model.num_classes;
     let (result, source) = segment_image(model, path, options, device, progress)?;
     let size = result.size;
@@ -425,7 +425,7 @@ fn write_mask(
     classes_of: &[u8],
     [h, w]: [usize; 2],
     classes: usize,
-) -> Result<(), CliError> {
+) -> Result<(), RunError> {
     write_png_rows(path, [w, h], RowFormat::Gray8, |y, row| {
         row.extend(
             classes_of[y * w..][..w]
@@ -441,7 +441,7 @@ fn write_overlay(
     picture: &DynamicImage,
     classes_of: &[u8],
     [h, w]: [usize; 2],
-) -> Result<(), CliError> {
+) -> Result<(), RunError> {
     write_png_rows(path, [w, h], RowFormat::Rgb8, |y, row| {
         display_row(picture, y, row);
         for (pixel, &class) in row.chunks_exact_mut(3).zip(&classes_of[y * w..][..w]) {
@@ -457,7 +457,7 @@ fn write_probabilities(
     path: &Path,
     planes: &[Vec<u16>],
     [h, w]: [usize; 2],
-) -> Result<Vec<PathBuf>, CliError> {
+) -> Result<Vec<PathBuf>, RunError> {
     let wanted: Vec<(usize, String)> = if planes.len() == 2 {
         vec![(1, "_prob.png".into())]
     } else {
@@ -488,12 +488,12 @@ fn write_instances(
     [h, w]: [usize; 2],
     config: &WatershedConfig,
     picture: &DynamicImage,
-) -> Result<(PathBuf, PathBuf, usize), CliError> {
+) -> Result<(PathBuf, PathBuf, usize), RunError> {
     let labels = instances_of(mask, [h, w], config)?;
     let count = labels.iter().copied().max().unwrap_or(0) as usize;
     let labels_path = output_path(output, path, "_labels.png");
     if count > usize::from(u16::MAX) {
-        return Err(CliError::io(
+        return Err(RunError::io(
             &labels_path,
             format!("{count} objects: more than a 16-bit image can number"),
         ));
@@ -553,10 +553,10 @@ pub fn predict(
     options: &PredictOptions,
     device: &Device,
     events: &mut dyn FnMut(Event),
-) -> Result<PredictReport, CliError> {
+) -> Result<PredictReport, RunError> {
     let files = input_files(input)?;
     check_output(input, output)?;
-    std::fs::create_dir_all(output).map_err(|err| CliError::io(output, err))?;
+    std::fs::create_dir_all(output).map_err(|err| RunError::io(output, err))?;
     let mut report = PredictReport::default();
     for path in files {
         let result = {

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use unet::{UNet, UNetPadding, valid_output_size};
 
 use crate::data::SourceImage;
-use crate::error::CliError;
+use crate::error::RunError;
 
 /// How the logits of overlapping tiles are weighted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,16 +74,16 @@ impl Layout {
     /// # Errors
     /// A tile the network cannot take (a `Valid` network's sizes), or an
     /// overlap outside `[0, 1)`.
-    pub fn new(unet: &UNet, image: [usize; 2], window: &Window) -> Result<Self, CliError> {
+    pub fn new(unet: &UNet, image: [usize; 2], window: &Window) -> Result<Self, RunError> {
         if !(0.0..1.0).contains(&window.overlap) {
-            return Err(CliError::option("--overlap", window.overlap, "in [0, 1)"));
+            return Err(RunError::option("--overlap", window.overlap, "in [0, 1)"));
         }
         let config = unet.config();
         let align = 1usize << config.depth;
         match config.padding {
             UNetPadding::Same => {
                 if let Some(&small) = window.tile.iter().find(|&&t| t < align) {
-                    return Err(CliError::option(
+                    return Err(RunError::option(
                         "--tile",
                         small,
                         &format!(
@@ -113,7 +113,7 @@ impl Layout {
 
     /// The whole image as one tile (a `Valid` network: one tile whose output
     /// covers the image).
-    pub fn whole(unet: &UNet, image: [usize; 2]) -> Result<Self, CliError> {
+    pub fn whole(unet: &UNet, image: [usize; 2]) -> Result<Self, RunError> {
         match unet.config().padding {
             UNetPadding::Same => Ok(Self::same(image, image, 0.0, 1)),
             UNetPadding::Valid => {
@@ -128,7 +128,7 @@ impl Layout {
         image: [usize; 2],
         tile: [usize; 2],
         align: usize,
-    ) -> Result<Self, CliError> {
+    ) -> Result<Self, RunError> {
         let config = unet.config();
         let mut output = [0; 2];
         let mut margin = [0; 2];
@@ -136,7 +136,7 @@ impl Layout {
         for a in 0..2 {
             let out = valid_output_size(config, tile[a]).ok_or_else(|| {
                 let [below, above] = unet::nearest_valid_input_sizes(config, tile[a]);
-                CliError::option(
+                RunError::option(
                     "--tile",
                     tile[a],
                     &format!(
@@ -152,7 +152,7 @@ impl Layout {
                 out / align * align
             };
             if step == 0 {
-                return Err(CliError::option(
+                return Err(RunError::option(
                     "--tile",
                     tile[a],
                     &format!("an output of at least {align} pixels"),
@@ -185,12 +185,12 @@ impl Layout {
 }
 
 /// For a `Valid` network, the smallest input whose output covers `size`.
-fn smallest_valid_input_covering(unet: &UNet, size: usize) -> Result<usize, CliError> {
+fn smallest_valid_input_covering(unet: &UNet, size: usize) -> Result<usize, RunError> {
     let config = unet.config();
     (size..size.saturating_add(1 << 16))
         .find(|&input| valid_output_size(config, input).is_some_and(|out| out >= size))
         .ok_or_else(|| {
-            CliError::option(
+            RunError::option(
                 "image size",
                 size,
                 "a size a valid-padding network can cover",
@@ -352,7 +352,7 @@ impl Tiler<'_> {
         source: &dyn TileSource,
         sink: &mut dyn FnMut(usize, &[f32]),
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<(), CliError> {
+    ) -> Result<(), RunError> {
         let channels = source.channels();
         let layout = &self.layout;
         let classes = self.unet.config().num_classes;
@@ -389,7 +389,7 @@ impl Tiler<'_> {
 
     /// The logits `[tiles, classes, oh, ow]` of a batch of input tiles; with
     /// `tta`, the mean over the eight flips and rotations, each undone.
-    fn forward(&self, tiles: &[Vec<f32>], channels: usize) -> Result<Vec<f32>, CliError> {
+    fn forward(&self, tiles: &[Vec<f32>], channels: usize) -> Result<Vec<f32>, RunError> {
         let [th, tw] = self.layout.input;
         let shape = [tiles.len(), channels, th, tw];
         let input = Tensor::<4>::from_data(TensorData::new(tiles.concat(), shape), self.device);
@@ -408,7 +408,7 @@ impl Tiler<'_> {
         }
         let mean = sum.expect("at least one transform") / transforms.len() as f32;
         mean.try_into_vec_as::<f32>()
-            .map_err(|err| CliError::Device(err.to_string()))
+            .map_err(|err| RunError::Device(err.to_string()))
     }
 }
 

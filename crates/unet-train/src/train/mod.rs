@@ -44,7 +44,7 @@ use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, Sup
 use crate::atomic;
 use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::history::{self, EpochRecord};
 use crate::memory::check_training_fits;
 use crate::model_dir::{self, CONFIG_FILE};
@@ -84,7 +84,7 @@ impl RunData {
     }
 
     /// Opens the data a configuration names.
-    pub fn open(config: &RunConfig) -> Result<Self, CliError> {
+    pub fn open(config: &RunConfig) -> Result<Self, RunError> {
         let training = config.training()?;
         let model = &config.model;
         let dataset: Arc<dyn Dataset<Sample>> = match &training.data {
@@ -103,7 +103,7 @@ impl RunData {
             )?),
         };
         if dataset.len() < 2 {
-            return Err(CliError::Option {
+            return Err(RunError::Option {
                 name: "--data".into(),
                 value: format!("{:?}", training.data),
                 expected: "a dataset of at least 2 images (training and validation)".into(),
@@ -159,7 +159,7 @@ pub fn train(
     dir: &Path,
     resume: bool,
     progress: Progress,
-) -> Result<TrainReport, CliError> {
+) -> Result<TrainReport, RunError> {
     let data = RunData::open(config)?;
     train_on(config, data, dir, resume, progress)
 }
@@ -171,7 +171,7 @@ pub fn train_on(
     dir: &Path,
     resume: bool,
     progress: Progress,
-) -> Result<TrainReport, CliError> {
+) -> Result<TrainReport, RunError> {
     let training = config.training()?;
     training.validate()?;
     config.model.validate()?;
@@ -214,14 +214,14 @@ pub fn train_on(
             .launch(learner)
     })
     .map_err(|reason| {
-        CliError::Training(format!(
+        RunError::Training(format!(
             "burn-train stopped ({reason}); the run in {} resumes from its last checkpoint with --resume",
             dir.display()
         ))
     })?;
     if let Some(error) = result.error {
         // A device's panic, caught by burn-train, is this error: say it once.
-        return Err(CliError::Training(error.to_string()));
+        return Err(RunError::Training(error.to_string()));
     }
     crate::guard::print_handled(&handled);
     watch.outcome(config, &data, dir, &base)
@@ -230,12 +230,12 @@ pub fn train_on(
 /// The run's devices ([`TrainingConfig::open_devices`]); an epoch with
 /// fewer training samples than devices is refused (each device takes a part
 /// of it).
-fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>, CliError> {
+fn open_devices(training: &TrainingConfig, data: &RunData) -> Result<Vec<Device>, RunError> {
     let devices = training.device_count();
     let epoch = training.epoch_samples.unwrap_or(data.train.len());
     if devices > 1 && epoch < devices {
         let shown = devices_text(training.devices.as_deref().unwrap_or_default());
-        return Err(CliError::option(
+        return Err(RunError::option(
             "--devices",
             shown,
             &format!(
@@ -252,7 +252,7 @@ fn learner(
     training: &TrainingConfig,
     data: &RunData,
     device: &Device,
-) -> Result<Learner<Segmenter>, CliError> {
+) -> Result<Learner<Segmenter>, RunError> {
     let model = Segmenter::of_run(config, device)?;
     let steps_per_epoch = training
         .epoch_samples
@@ -262,7 +262,7 @@ fn learner(
     let schedule = CosineAnnealingLrSchedulerConfig::new(training.lr, steps)
         .with_min_lr(training.min_lr)
         .init()
-        .map_err(|reason| CliError::Option {
+        .map_err(|reason| RunError::Option {
             name: "--lr".into(),
             value: training.lr.to_string(),
             expected: format!("a valid learning rate ({reason})"),
@@ -396,7 +396,7 @@ struct Watch {
     interrupter: Interrupter,
     history: Arc<Mutex<Vec<EpochRecord>>>,
     non_finite: Arc<Mutex<Option<String>>>,
-    write_failure: Arc<Mutex<Option<CliError>>>,
+    write_failure: Arc<Mutex<Option<RunError>>>,
 }
 
 impl Watch {
@@ -443,7 +443,7 @@ impl Watch {
         data: &RunData,
         dir: &Path,
         device: &Device,
-    ) -> Result<TrainReport, CliError> {
+    ) -> Result<TrainReport, RunError> {
         let history = std::mem::take(&mut *lock(&self.history));
         if let Some(failure) = lock(&self.write_failure).take() {
             return Err(failure);
@@ -462,7 +462,7 @@ impl Watch {
             ),
             Err(_) => "no epoch finished, so there is no checkpoint".into(),
         };
-        Err(CliError::NonFiniteLoss { reason, kept })
+        Err(RunError::NonFiniteLoss { reason, kept })
     }
 }
 
@@ -490,7 +490,7 @@ fn check_fits(
     training: &TrainingConfig,
     data: &RunData,
     size: [usize; 2],
-) -> Result<(), CliError> {
+) -> Result<(), RunError> {
     if training.backend.is_gpu() {
         return Ok(());
     }
@@ -502,11 +502,11 @@ fn check_fits(
 /// Fails early when the data's images do not fit the network: another
 /// channel count, or (unpadded `Valid` networks) a size that cannot pass,
 /// with the nearest sizes that can. Returns the images' `[height, width]`.
-fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], CliError> {
+fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], RunError> {
     let first = data
         .dataset
         .get(data.train[0])
-        .map_err(|err| CliError::Training(err.to_string()))?;
+        .map_err(|err| RunError::Training(err.to_string()))?;
     config
         .model
         .output_shape([1, first.channels, first.height, first.width])?;
@@ -521,13 +521,13 @@ fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], CliErro
 }
 
 /// A fresh run: `dir` must not hold a run already.
-fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), CliError> {
+fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     if dir.join(CONFIG_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() {
-        return Err(CliError::OutputExists {
+        return Err(RunError::OutputExists {
             dir: dir.to_path_buf(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|err| CliError::io(dir, err))?;
+    std::fs::create_dir_all(dir).map_err(|err| RunError::io(dir, err))?;
     model_dir::write_config(dir, config)
 }
 
@@ -538,7 +538,7 @@ fn epoch_sink(
     epochs: usize,
     plain: bool,
     history: Arc<Mutex<Vec<EpochRecord>>>,
-    failure: Arc<Mutex<Option<CliError>>>,
+    failure: Arc<Mutex<Option<RunError>>>,
     interrupter: Interrupter,
 ) -> recorder::EpochSink {
     let dir = dir.to_path_buf();
@@ -557,10 +557,10 @@ fn epoch_sink(
     })
 }
 
-fn write_history(dir: &Path, history: &[EpochRecord]) -> Result<(), CliError> {
+fn write_history(dir: &Path, history: &[EpochRecord]) -> Result<(), RunError> {
     let path = dir.join(METRICS_FILE);
     atomic::write(&path, history::to_csv(history).as_bytes())
-        .map_err(|err| CliError::io(&path, err))?;
+        .map_err(|err| RunError::io(&path, err))?;
     write_png(&dir.join(CURVES_FILE), history::curves(history))
 }
 
@@ -606,22 +606,22 @@ fn finish(
     dir: &Path,
     history: Vec<EpochRecord>,
     device: &Device,
-) -> Result<TrainReport, CliError> {
-    let best = best_epoch(dir, &history).ok_or_else(|| CliError::ModelDir {
+) -> Result<TrainReport, RunError> {
+    let best = best_epoch(dir, &history).ok_or_else(|| RunError::ModelDir {
         dir: dir.to_path_buf(),
         reason: "no epoch finished with a checkpoint".into(),
     })?;
     let path = checkpoint_file(dir, best.epoch);
     let model = Segmenter::of_run(config, device)?
         .try_load_file(&path)
-        .map_err(|err| CliError::io(&path, err))?;
+        .map_err(|err| RunError::io(&path, err))?;
     let unet = model.unet;
     let mut rows = Vec::new();
     for &index in data.valid.iter().take(SAMPLE_ROWS) {
         let sample = data
             .dataset
             .get(index)
-            .map_err(|err| CliError::Training(err.to_string()))?;
+            .map_err(|err| RunError::Training(err.to_string()))?;
         let predicted = segment(
             &unet,
             &sample.image,

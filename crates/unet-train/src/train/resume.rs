@@ -19,7 +19,7 @@ use burn::train::metric::NumericEntry;
 
 use super::{CHECKPOINT_DIR, METRICS_FILE, Segmenter};
 use crate::config::RunConfig;
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::history::{self, EpochRecord};
 
 /// Where later epochs' files are moved when a run resumes before them.
@@ -51,7 +51,7 @@ pub fn resume_point(
     config: &RunConfig,
     dir: &Path,
     device: &Device,
-) -> Result<ResumePoint, CliError> {
+) -> Result<ResumePoint, RunError> {
     let checkpoints = dir.join(CHECKPOINT_DIR);
     let mut epochs = checkpoint_epochs(&checkpoints);
     epochs.sort_unstable();
@@ -111,7 +111,7 @@ fn check_checkpoint(
 
 /// Checks every metric log burn-train will read back for epochs up to
 /// `start` (`train|valid/epoch-N/*.log`): each line one of its entries.
-pub fn check_metric_logs(dir: &Path, start: usize) -> Result<(), CliError> {
+pub fn check_metric_logs(dir: &Path, start: usize) -> Result<(), RunError> {
     for split in ["train", "valid"] {
         for epoch in 1..=start {
             let folder = dir.join(split).join(format!("epoch-{epoch}"));
@@ -128,12 +128,12 @@ pub fn check_metric_logs(dir: &Path, start: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-fn check_log(path: &Path) -> Result<(), CliError> {
-    let text = std::fs::read(path).map_err(|err| CliError::io(path, err))?;
+fn check_log(path: &Path) -> Result<(), RunError> {
+    let text = std::fs::read(path).map_err(|err| RunError::io(path, err))?;
     let text = String::from_utf8_lossy(&text);
     for (number, line) in text.split('\n').enumerate().filter(|(_, l)| !l.is_empty()) {
         if let Err(reason) = NumericEntry::deserialize(line) {
-            return Err(CliError::ModelDir {
+            return Err(RunError::ModelDir {
                 dir: path.to_path_buf(),
                 reason: format!(
                     "damaged metric log: line {} ({:?}) is not a metric entry ({reason}); \
@@ -150,7 +150,7 @@ fn check_log(path: &Path) -> Result<(), CliError> {
 /// Moves what came after epoch `start` into `superseded/`: metric logs and
 /// checkpoints of later epochs (burn-train reads the logs back to pick the
 /// best epoch), and the later rows of `metrics.csv`. Returns the rows kept.
-pub fn set_aside_later_epochs(dir: &Path, start: usize) -> Result<Vec<EpochRecord>, CliError> {
+pub fn set_aside_later_epochs(dir: &Path, start: usize) -> Result<Vec<EpochRecord>, RunError> {
     let aside = dir.join(SUPERSEDED_DIR);
     for split in ["train", "valid"] {
         for (epoch, path) in numbered(&dir.join(split), epoch_folder) {
@@ -170,16 +170,16 @@ pub fn set_aside_later_epochs(dir: &Path, start: usize) -> Result<Vec<EpochRecor
     }
     let path = dir.join(METRICS_FILE);
     let rows = match std::fs::read_to_string(&path) {
-        Ok(text) => history::from_csv(&text).ok_or_else(|| CliError::ModelDir {
+        Ok(text) => history::from_csv(&text).ok_or_else(|| RunError::ModelDir {
             dir: dir.to_path_buf(),
             reason: format!("{METRICS_FILE} is not a metrics file of this program"),
         })?,
         Err(_) => Vec::new(),
     };
     if rows.iter().any(|row| row.epoch > start) {
-        std::fs::create_dir_all(&aside).map_err(|err| CliError::io(&aside, err))?;
+        std::fs::create_dir_all(&aside).map_err(|err| RunError::io(&aside, err))?;
         let copy = aside.join(METRICS_FILE);
-        std::fs::copy(&path, &copy).map_err(|err| CliError::io(&copy, err))?;
+        std::fs::copy(&path, &copy).map_err(|err| RunError::io(&copy, err))?;
     }
     Ok(rows.into_iter().filter(|row| row.epoch <= start).collect())
 }
@@ -213,8 +213,8 @@ fn numbered(folder: &Path, number: fn(&str) -> Option<&str>) -> Vec<(usize, Path
 /// Moves `path` into the folder `into` (made if needed), keeping its name;
 /// whatever is already there under that name is kept too, the newcomer
 /// taking a numbered name beside it.
-fn move_into(path: &Path, into: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(into).map_err(|err| CliError::io(into, err))?;
+fn move_into(path: &Path, into: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(into).map_err(|err| RunError::io(into, err))?;
     let name = path.file_name().unwrap_or_default();
     let mut target = into.join(name);
     let mut n = 1;
@@ -224,5 +224,5 @@ fn move_into(path: &Path, into: &Path) -> Result<(), CliError> {
         target = into.join(numbered);
         n += 1;
     }
-    std::fs::rename(path, &target).map_err(|err| CliError::io(path, err))
+    std::fs::rename(path, &target).map_err(|err| RunError::io(path, err))
 }

@@ -12,7 +12,7 @@ use unet::{
 
 use super::loader::SegmentationBatch;
 use crate::config::{Loss, RunConfig};
-use crate::error::CliError;
+use crate::error::RunError;
 use crate::precision::{LossScale, Precision, ScaleRule};
 
 /// A U-Net as burn-train trains it, with the loss it minimises and the
@@ -59,7 +59,7 @@ impl Segmenter {
     }
 
     /// The model a run trains, as `config` describes it, on `device`.
-    pub fn of_run(config: &RunConfig, device: &Device) -> Result<Self, CliError> {
+    pub fn of_run(config: &RunConfig, device: &Device) -> Result<Self, RunError> {
         let training = config.training()?;
         let objective = Objective {
             loss: training.loss,
