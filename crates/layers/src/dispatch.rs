@@ -80,7 +80,9 @@ pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) 
         Engine::MatrixProducts if pointwise => {
             lowering::pointwise(x, weight.cast(dtype), options.groups)
         }
-        Engine::MatrixProducts => lowering::patches(x, weight.cast(dtype), options),
+        Engine::MatrixProducts => {
+            lowering::patches(x, weight.cast(dtype), options, lowering::PATCH_BYTES)
+        }
         Engine::Burn => burn_conv2d(x, weight.cast(dtype), None, options.clone()),
     }
 }

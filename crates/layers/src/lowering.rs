@@ -8,9 +8,10 @@
 //!   `[c_out * kh * kw, c_in] x [c_in, h * w]` per image, then a
 //!   rearrangement of each pixel's `kh x kw` block into place;
 //! - any convolution is one matrix product per image and group over its
-//!   patches ([`patches`], im2col): the GPU path of half-precision inputs,
-//!   whose matrix products accumulate in `f32` where Burn 0.22's direct
-//!   convolution kernels accumulate in the half type.
+//!   patches ([`patches`], im2col), in bands of output rows whose patches
+//!   a GPU can bind ([`PATCH_BYTES`]): the GPU path of half-precision
+//!   inputs, whose matrix products accumulate in `f32` where Burn 0.22's
+//!   direct convolution kernels accumulate in the half type.
 //!
 //! They give the numbers of the general kernels up to the order of float
 //! additions; the conformance cases check them against PyTorch.
@@ -44,28 +45,74 @@ pub(crate) fn pointwise(x: Tensor<4>, weight: Tensor<4>, groups: usize) -> Tenso
     weight.matmul(x).reshape([n, c_out, h, w])
 }
 
+/// The most bytes the patches of one matrix product of [`patches`] take.
+///
+/// A GPU binds each tensor whole, up to a limit of its own: 128 MiB on
+/// Mesa's lavapipe and WebGPU's defaults, a few GiB on discrete GPUs. The
+/// patches are `kh * kw` times the input, so a large image (a 3x3
+/// convolution of 8 channels at 1024x1024 in `f16`: 151 MB) would pass the
+/// limit where its input and output do not, and every matrix-product
+/// kernel then fails (Burn 0.22.1 / CubeCL 0.11.3 report it as the naive
+/// kernel's "Cube count too big"). Bands of output rows whose patches fit
+/// in half the smallest limit keep every product launchable.
+pub(crate) const PATCH_BYTES: usize = 1 << 26;
+
 /// A convolution without bias as matrix products over the input's patches:
 /// the `kh * kw` shifted (strided, dilated) views of the padded input, each
-/// `[n, c_in, h_out, w_out]`, stacked into `[n, groups, c_in / groups * kh * kw,
-/// h_out * w_out]` and multiplied by the weight as
-/// `[groups, c_out / groups, c_in / groups * kh * kw]`. Under autodiff the
-/// gradients are matrix products too, and the input's the sum of the
-/// views' gradients put back in place.
+/// `[n, c_in, rows, w_out]`, stacked into `[n, groups, c_in / groups * kh * kw,
+/// rows * w_out]` and multiplied by the weight as
+/// `[groups, c_out / groups, c_in / groups * kh * kw]`, for bands of output
+/// rows whose patches take at most `max_bytes` (at least one row a band).
+/// Under autodiff the gradients are matrix products too, and the input's the
+/// sum of the views' gradients put back in place.
 ///
 /// # Shapes
 /// - `x`: `[batch, c_in, height, width]`
 /// - `weight`: `[c_out, c_in / groups, kh, kw]`
 /// - output: `[batch, c_out, height_out, width_out]`, as [`crate::shape::conv_output_size`]
-pub(crate) fn patches(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -> Tensor<4> {
-    let [n, _, h, w] = x.dims();
-    let [c_out, group_in, kh, kw] = weight.dims();
-    let groups = options.groups;
+pub(crate) fn patches(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    options: &ConvOptions<2>,
+    max_bytes: usize,
+) -> Tensor<4> {
+    let [n, c_in, h, w] = x.dims();
+    let [_, _, kh, kw] = weight.dims();
     let [ho, wo] = [(h, kh, 0), (w, kw, 1)].map(|(size, k, i)| {
         let (stride, dilation) = (options.stride[i], options.dilation[i]);
         conv_output_size(size, k, stride, options.padding[i], dilation)
             .expect("the layers check the output size before they get here")
     });
     let x = x.pad(options.padding, PadMode::Constant(0.0));
+    let row_bytes = [n, c_in, kh * kw, wo, x.dtype().size()]
+        .into_iter()
+        .fold(1usize, usize::saturating_mul);
+    let band = (max_bytes / row_bytes).clamp(1, ho);
+    if band == ho {
+        return band_product(x, weight, options, ho, wo);
+    }
+    let bands = (0..ho).step_by(band).map(|first| {
+        let rows = band.min(ho - first);
+        // The padded input rows the band's windows cover.
+        let start = first * options.stride[0];
+        let extent = (rows - 1) * options.stride[0] + options.dilation[0] * (kh - 1) + 1;
+        let input = x.clone().narrow(2, start, extent);
+        band_product(input, weight.clone(), options, rows, wo)
+    });
+    Tensor::cat(bands.collect(), 2)
+}
+
+/// [`patches`] for the `rows` output rows of the padded input band `x`.
+fn band_product(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    options: &ConvOptions<2>,
+    rows: usize,
+    wo: usize,
+) -> Tensor<4> {
+    let [n, _, _, _] = x.dims();
+    let [c_out, group_in, kh, kw] = weight.dims();
+    let groups = options.groups;
     let view = |start: usize, count: usize, i: usize| {
         let step = options.stride[i];
         let end = start + (count - 1) * step + 1;
@@ -78,15 +125,15 @@ pub(crate) fn patches(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>)
                 .slice([
                     Slice::from(..),
                     Slice::from(..),
-                    view(ky * options.dilation[0], ho, 0),
+                    view(ky * options.dilation[0], rows, 0),
                     view(kx * options.dilation[1], wo, 1),
                 ])
-                .reshape([n, groups, group_in, 1, ho * wo])
+                .reshape([n, groups, group_in, 1, rows * wo])
         })
         .collect();
-    let columns = Tensor::cat(taps, 3).reshape([n, groups, group_in * kh * kw, ho * wo]);
+    let columns = Tensor::cat(taps, 3).reshape([n, groups, group_in * kh * kw, rows * wo]);
     let weight = weight.reshape([1, groups, c_out / groups, group_in * kh * kw]);
-    weight.matmul(columns).reshape([n, c_out, ho, wo])
+    weight.matmul(columns).reshape([n, c_out, rows, wo])
 }
 
 /// Whether [`non_overlapping_transposed`] computes a transposed convolution
@@ -173,7 +220,50 @@ mod tests {
             );
             let options = ConvOptions::new(stride, padding, dilation, groups);
             let general = conv2d(x.clone(), w.clone(), None, options.clone());
-            assert!(max_difference(patches(x, w, &options), general) < 1e-5);
+            let whole = patches(x, w, &options, PATCH_BYTES);
+            assert!(max_difference(whole, general) < 1e-5);
+        }
+    }
+
+    /// Bands of a few output rows (`max_bytes` below one band of the
+    /// whole) give the general kernel's output and all three gradients.
+    #[test]
+    fn patches_in_bands_equal_the_general_kernel() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            ([3, 3], [1, 1], [1, 1], [1, 1], 1),
+            ([3, 2], [2, 1], [2, 1], [2, 1], 2),
+        ];
+        for (kernel, stride, padding, dilation, groups) in cases {
+            let x = Tensor::<4>::random([2, 4, 11, 6], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(
+                [2 * groups, 4 / groups, kernel[0], kernel[1]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let options = ConvOptions::new(stride, padding, dilation, groups);
+            let [_, _, kh, kw] = w.dims();
+            // Two output rows a band: 2 images x 4 channels x kh*kw taps x
+            // 6 columns at most, 4 bytes each.
+            let max_bytes = 2 * (2 * 4 * kh * kw * 6 * 4);
+            // A loss whose gradient differs at every output element.
+            let dims = conv2d(x.clone(), w.clone(), None, options.clone()).dims();
+            let upstream = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let [banded, general] = [Some(max_bytes), None].map(|bands| {
+                let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
+                let y = match bands {
+                    Some(max_bytes) => patches(x.clone(), w.clone(), &options, max_bytes),
+                    None => conv2d(x.clone(), w.clone(), None, options.clone()),
+                };
+                let grads = (y.clone() * upstream.clone()).sum().backward();
+                [y, x.grad(&grads).unwrap(), w.grad(&grads).unwrap()]
+            });
+            for (name, (a, b)) in ["output", "input gradient", "weight gradient"]
+                .into_iter()
+                .zip(banded.into_iter().zip(general))
+            {
+                assert!(max_difference(a, b) < 1e-3, "{name}, kernel {kernel:?}");
+            }
         }
     }
 
