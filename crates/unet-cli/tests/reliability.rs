@@ -282,6 +282,43 @@ fn huge_sizes_are_refused_with_the_limit_or_the_estimate() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// A step whose largest tensor (the first decoder level's concatenation:
+/// 51 images x 128 channels x 4096 x 4096 in f32, 408 GiB) no GPU holds is
+/// refused before training, naming it; the run's folder is not made.
+#[test]
+fn a_tensor_larger_than_the_gpu_holds_is_one_line() {
+    let root = scratch("gpu-too-large");
+    let out = root.join("out");
+    for backend in BackendKind::GPUS {
+        fails_with(
+            &[
+                "train",
+                "--backend",
+                backend.name(),
+                "--samples",
+                "64",
+                "--image-size",
+                "4096",
+                "--batch-size",
+                "64",
+                "--base-width",
+                "64",
+                "--depth",
+                "2",
+                "--out",
+                path(&out),
+            ],
+            &[
+                "a training step (batch 51 of 4096x4096 images)",
+                "its largest tensor (ups.1.concat, 408.0 GiB)",
+                "more than this GPU can hold at once",
+            ],
+        );
+        assert!(!out.exists(), "{backend}: nothing written");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn refused_arguments_are_one_line_with_clap_s_reason() {
     fails_with(

@@ -79,6 +79,20 @@ pub enum RunError {
         available: String,
     },
 
+    /// A tensor of a training step that the GPU cannot hold at once.
+    #[error(
+        "{what}: its largest tensor ({layer}, {size}) is more than this GPU can hold at once; \
+         use a smaller --batch-size or image size"
+    )]
+    TensorTooLarge {
+        /// What was asked for.
+        what: String,
+        /// The layer whose output it is.
+        layer: String,
+        /// Its size.
+        size: String,
+    },
+
     /// `--resume` on an imported model.
     #[error("an imported model has no training run to resume")]
     NotTrainable,

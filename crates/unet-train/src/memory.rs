@@ -2,7 +2,7 @@
 //! layer shapes before anything is allocated, so that a size the machine
 //! cannot hold is refused with the figures instead of ending the program.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use unet::{UNetConfig, summary};
 
@@ -40,6 +40,67 @@ pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Res
         .saturating_mul(TRAINING_FACTOR)
         .saturating_add(params.saturating_mul(PARAMETER_FACTOR));
     Ok(values.saturating_mul(4))
+}
+
+/// The largest single tensor of a training step of `model` on a batch of
+/// `batch` images of `size` (`[height, width]`): the layer whose output it
+/// is, and its bytes in `f32` (saturating). Batch norm computes
+/// half-precision inputs in `f32`, so a half-precision run has it too.
+pub fn largest_tensor(
+    model: &UNetConfig,
+    batch: usize,
+    size: [usize; 2],
+) -> Result<(String, u64), RunError> {
+    let unet = model.try_init(&Device::flex())?;
+    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let bytes = |output: &[usize; 4]| {
+        output
+            .iter()
+            .fold(batch as u64, |n, &d| n.saturating_mul(d as u64))
+            .saturating_mul(4)
+    };
+    let largest = table
+        .layers
+        .iter()
+        .max_by_key(|layer| bytes(&layer.output))
+        .expect("a U-Net has layers");
+    Ok((largest.name.clone(), bytes(&largest.output)))
+}
+
+/// Refuses a training run on a GPU `device` that cannot hold the step's
+/// largest tensor ([`largest_tensor`]; the per-device `batch`) at once, where
+/// the run would otherwise fail at its first step. A GPU binds each tensor
+/// whole, up to a limit of its own: 128 MiB on Mesa's lavapipe, a few GiB
+/// on discrete GPUs. A tensor of that size is written on the device and one
+/// value read back.
+pub fn check_device_holds(
+    model: &UNetConfig,
+    batch: usize,
+    size: [usize; 2],
+    device: &Device,
+) -> Result<(), RunError> {
+    let (layer, bytes) = largest_tensor(model, batch, size)?;
+    let refused = || RunError::TensorTooLarge {
+        what: format!(
+            "a training step (batch {batch} of {}x{} images)",
+            size[0], size[1]
+        ),
+        layer: layer.clone(),
+        size: human(bytes),
+    };
+    let elements = usize::try_from(bytes / 4).map_err(|_| refused())?;
+    let read = crate::guard::catch(|| {
+        Tensor::<1>::zeros([elements], device)
+            .narrow(0, elements - 1, 1)
+            .try_into_data()
+            .is_ok()
+    });
+    // The pages of that tensor go back to the device.
+    device.memory_cleanup();
+    match read {
+        Ok(true) => Ok(()),
+        _ => Err(refused()),
+    }
 }
 
 /// The memory the system can give this process now, in bytes (`None` where

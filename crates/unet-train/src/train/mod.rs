@@ -46,7 +46,7 @@ use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::RunError;
 use crate::history::{self, EpochRecord};
-use crate::memory::check_training_fits;
+use crate::memory::{check_device_holds, check_training_fits};
 use crate::model_dir::{self, CONFIG_FILE};
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
@@ -179,14 +179,20 @@ pub fn train_on(
     // configuration fixes the size: a sample of a size too large to train
     // on may itself be too large to allocate.
     let fits = |size| check_fits(config, training, &data, size);
-    match known_size(config) {
+    let size = match known_size(config) {
         Some(size) => {
             fits(size)?;
             check_input(config, &data)?;
+            size
         }
-        None => fits(check_input(config, &data)?)?,
-    }
+        None => {
+            let size = check_input(config, &data)?;
+            fits(size)?;
+            size
+        }
+    };
     let devices = open_devices(training, &data)?;
+    check_devices_hold(config, training, &data, size, &devices)?;
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -497,6 +503,26 @@ fn check_fits(
     // A batch larger than an epoch is the epoch.
     let epoch = training.epoch_samples.unwrap_or(data.train.len());
     check_training_fits(&config.model, training.batch_size.min(epoch), size)
+}
+
+/// Refuses a run on GPU `devices` that cannot hold its largest tensor
+/// ([`check_device_holds`]) for their share of a batch.
+fn check_devices_hold(
+    config: &RunConfig,
+    training: &TrainingConfig,
+    data: &RunData,
+    size: [usize; 2],
+    devices: &[Device],
+) -> Result<(), RunError> {
+    if !training.backend.is_gpu() {
+        return Ok(());
+    }
+    let epoch = training.epoch_samples.unwrap_or(data.train.len());
+    let share = training.batch_size.min(epoch).div_ceil(devices.len());
+    for device in devices {
+        check_device_holds(&config.model, share, size, device)?;
+    }
+    Ok(())
 }
 
 /// Fails early when the data's images do not fit the network: another
