@@ -11,7 +11,9 @@ computes too, so the file holds only results:
 
 Stored, in float64: the output summed over each row of each channel
 ([4, 512]), the input gradient summed over each row of all channels
-([512]), and the weight gradient. A band of rows computed in the wrong
+([512]), and the weight gradient, also computed from the inputs rounded to
+f16 (a sum of 262144 products: rounding the inputs alone moves it by more
+than the f32 accumulation does, so this one tells the accumulation apart). A band of rows computed in the wrong
 place changes the row sums. PyTorch's own error in f16 (autocast's way: x
 and gy rounded to f16, the weight cast) on each is stored beside it as the
 yardstick, as the largest |f16 - reference| / (1 + scale) with scale the
@@ -38,11 +40,14 @@ def formula(shape, scale, fn, factor=1.0):
     return (factor * fn(scale * i)).reshape(shape)
 
 
-def run(dtype):
-    x = formula(X, 0.1, torch.sin).to(dtype).requires_grad_()
+def run(dtype, rounded=False):
+    """In `dtype`; with `rounded`, from the inputs rounded to f16 first."""
+    def value(t):
+        return t.half().to(dtype) if rounded else t.to(dtype)
+    x = value(formula(X, 0.1, torch.sin)).requires_grad_()
     w32 = formula(W, 0.3, torch.cos, 0.1).to(torch.float32 if dtype != torch.float64 else dtype)
-    w = w32.requires_grad_()
-    gy = formula(Y, 0.07, torch.cos).to(dtype)
+    w = (w32.half().to(w32.dtype) if rounded else w32).requires_grad_()
+    gy = value(formula(Y, 0.07, torch.cos))
     y = F.conv2d(x, w.to(dtype), padding=1)
     y.backward(gy)
     y = y.detach().double()
@@ -61,6 +66,7 @@ def needed(got, ref, scale):
 
 
 reference = run(torch.float64)
+rounded = run(torch.float64, rounded=True)
 f16 = run(torch.float16)
 tensor = lambda t: {"shape": list(t.shape), "data": t.flatten().tolist()}
 print(json.dumps({
@@ -74,9 +80,11 @@ print(json.dumps({
     "input_grad_row_sums": tensor(reference["input_grad_row_sums"]),
     "input_grad_row_scale": tensor(reference["input_grad_row_scale"]),
     "grad_weight": tensor(reference["grad_weight"]),
+    "grad_weight_of_f16_inputs": tensor(rounded["grad_weight"]),
     "pytorch_f16_needed_tolerance": {
         "output_row_sums": needed(f16["output_row_sums"], reference["output_row_sums"], reference["output_row_scale"]),
         "input_grad_row_sums": needed(f16["input_grad_row_sums"], reference["input_grad_row_sums"], reference["input_grad_row_scale"]),
         "grad_weight": needed(f16["grad_weight"], reference["grad_weight"], reference["grad_weight"].abs()),
+        "grad_weight_of_f16_inputs": needed(f16["grad_weight"], rounded["grad_weight"], rounded["grad_weight"].abs()),
     },
 }))

@@ -1,10 +1,11 @@
 //! A half-precision 3x3 convolution of 32 channels at 512x512
 //! (`golden/large_image.json`, written by the PyTorch script beside it),
-//! forward and backward. On the GPU backends its patches (151 MB in `f16`)
-//! pass what Mesa's lavapipe binds at once (128 MiB), so the layers compute
-//! it in bands of output rows (`layers::lowering`); row sums of the output
-//! and of the input gradient, and the weight gradient, stay within twice
-//! PyTorch's own `f16` error on the same case.
+//! forward and backward. On a GPU that cannot hold its patches (151 MB in
+//! `f16`) in one tensor, such as Mesa's lavapipe (128 MiB), the layers
+//! compute it in bands of output rows (`layers::lowering`). Row sums of the
+//! output and of the input gradient, and the weight gradient, stay within
+//! twice PyTorch's own `f16` error on the same case; the weight gradient of
+//! the `f16`-rounded inputs too, except in bands ([`BANDED_WEIGHT_GRADIENT`]).
 
 use burn::module::Param;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
@@ -19,11 +20,13 @@ const CASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/large_image.json
 struct Case {
     input_shape: [usize; 4],
     weight_shape: [usize; 4],
+    padding: usize,
     output_row_sums: GoldenTensor,
     output_row_scale: GoldenTensor,
     input_grad_row_sums: GoldenTensor,
     input_grad_row_scale: GoldenTensor,
     grad_weight: GoldenTensor,
+    grad_weight_of_f16_inputs: GoldenTensor,
     pytorch_f16_needed_tolerance: Tolerances,
 }
 
@@ -32,6 +35,7 @@ struct Tolerances {
     output_row_sums: f64,
     input_grad_row_sums: f64,
     grad_weight: f64,
+    grad_weight_of_f16_inputs: f64,
 }
 
 /// `factor * f(scale * i)` for every flat index `i` of `shape`, as the
@@ -70,7 +74,7 @@ fn matches_pytorch(backend: BackendKind) {
     let device = backend.device().autodiff();
     let [c_out, c_in, kh, kw] = case.weight_shape;
     let mut conv = Conv2dConfig::new(c_in, c_out, [kh, kw])
-        .with_padding(Padding::uniform(1))
+        .with_padding(Padding::uniform(case.padding))
         .with_bias(false)
         .try_init(&device)
         .unwrap();
@@ -87,7 +91,8 @@ fn matches_pytorch(backend: BackendKind) {
     let grad_w = conv.weight.val().grad(&gradients).unwrap();
     let y = y.cast(FloatDType::F32);
 
-    let weight_scale: Vec<f64> = case.grad_weight.data.iter().map(|r| r.abs()).collect();
+    let grad_w = sums(grad_w, &[]);
+    let scale = |t: &GoldenTensor| t.data.iter().map(|r| r.abs()).collect::<Vec<f64>>();
     let checks = [
         (
             "output row sums",
@@ -109,16 +114,45 @@ fn matches_pytorch(backend: BackendKind) {
         ),
         (
             "weight gradient",
-            error(&sums(grad_w, &[]), &case.grad_weight, &weight_scale),
+            error(&grad_w, &case.grad_weight, &scale(&case.grad_weight)),
             case.pytorch_f16_needed_tolerance.grad_weight,
+        ),
+        (
+            "weight gradient of the f16 inputs",
+            error(
+                &grad_w,
+                &case.grad_weight_of_f16_inputs,
+                &scale(&case.grad_weight_of_f16_inputs),
+            ),
+            case.pytorch_f16_needed_tolerance.grad_weight_of_f16_inputs,
         ),
     ];
     for (name, ours, pytorch) in checks {
+        let bound = match name {
+            "weight gradient of the f16 inputs" if banded(&case, backend) => BANDED_WEIGHT_GRADIENT,
+            _ => 2.0 * pytorch,
+        };
         assert!(
-            ours <= 2.0 * pytorch,
-            "{backend}: {name} need t = {ours:.2e}; PyTorch's f16 needs {pytorch:.2e}"
+            ours <= bound,
+            "{backend}: {name} need t = {ours:.2e}, more than {bound:.2e} (PyTorch's f16 needs {pytorch:.2e})"
         );
     }
+}
+
+/// Where a GPU cannot hold the patches in one tensor (151 MB; lavapipe
+/// binds 128 MiB), the layers compute them in bands of rows, and the weight
+/// gradient's sum over the pixels in parts, each rounded to `f16` before
+/// they are added in `f32`: on this case, two bands on lavapipe, 8.9e-3 of
+/// the gradient of the `f16` inputs, against PyTorch's 4.5e-4 in one sum. A
+/// lost or misplaced band would be off by tens of percent.
+const BANDED_WEIGHT_GRADIENT: f64 = 1.5e-2;
+
+/// Whether the layers split this case's patches in bands on `backend`.
+fn banded(case: &Case, backend: BackendKind) -> bool {
+    let [n, c_in, h, w] = case.input_shape;
+    let [_, _, kh, kw] = case.weight_shape;
+    let patches = (n * c_in * kh * kw * h * w * 2) as u64;
+    backend.is_gpu() && !unet_train::memory::device_holds(patches, &backend.device())
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) 
             lowering::pointwise(x, weight.cast(dtype), options.groups)
         }
         Engine::MatrixProducts => {
-            lowering::patches(x, weight.cast(dtype), options, lowering::PATCH_BYTES)
+            lowering::patches(x, weight, options, lowering::PatchBudget::Device)
         }
         Engine::Burn => burn_conv2d(x, weight.cast(dtype), None, options.clone()),
     }

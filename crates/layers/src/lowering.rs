@@ -8,17 +8,19 @@
 //!   `[c_out * kh * kw, c_in] x [c_in, h * w]` per image, then a
 //!   rearrangement of each pixel's `kh x kw` block into place;
 //! - any convolution is one matrix product per image and group over its
-//!   patches ([`patches`], im2col), in bands of output rows whose patches
-//!   a GPU can bind ([`PATCH_BYTES`]): the GPU path of half-precision
-//!   inputs, whose matrix products accumulate in `f32` where Burn 0.22's
-//!   direct convolution kernels accumulate in the half type.
+//!   patches ([`patches`], im2col), in bands of output rows where the
+//!   device cannot hold them all in one tensor: the GPU path of
+//!   half-precision inputs, whose matrix products accumulate in `f32` where
+//!   Burn 0.22's direct convolution kernels accumulate in the half type.
 //!
 //! They give the numbers of the general kernels up to the order of float
 //! additions; the conformance cases check them against PyTorch.
 //! [`crate::dispatch`] decides when they are used.
 
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{Slice, Tensor};
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Slice, Tensor};
 
 use crate::shape::conv_output_size;
 
@@ -45,26 +47,28 @@ pub(crate) fn pointwise(x: Tensor<4>, weight: Tensor<4>, groups: usize) -> Tenso
     weight.matmul(x).reshape([n, c_out, h, w])
 }
 
-/// The most bytes the patches of one matrix product of [`patches`] take.
-///
-/// A GPU binds each tensor whole, up to a limit of its own: 128 MiB on
-/// Mesa's lavapipe and WebGPU's defaults, a few GiB on discrete GPUs. The
-/// patches are `kh * kw` times the input, so a large image (a 3x3
-/// convolution of 8 channels at 1024x1024 in `f16`: 151 MB) would pass the
-/// limit where its input and output do not, and every matrix-product
-/// kernel then fails (Burn 0.22.1 / CubeCL 0.11.3 report it as the naive
-/// kernel's "Cube count too big"). Bands of output rows whose patches fit
-/// in half the smallest limit keep every product launchable.
-pub(crate) const PATCH_BYTES: usize = 1 << 26;
+/// How many bytes of patches one matrix product of [`patches`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PatchBudget {
+    /// As many as the input's device holds in one tensor ([`held_bytes`]).
+    Device,
+    /// At most this many (at least one output row a band).
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests choose their bands"))]
+    Bytes(usize),
+}
 
 /// A convolution without bias as matrix products over the input's patches:
 /// the `kh * kw` shifted (strided, dilated) views of the padded input, each
 /// `[n, c_in, rows, w_out]`, stacked into `[n, groups, c_in / groups * kh * kw,
-/// rows * w_out]` and multiplied by the weight as
-/// `[groups, c_out / groups, c_in / groups * kh * kw]`, for bands of output
-/// rows whose patches take at most `max_bytes` (at least one row a band).
-/// Under autodiff the gradients are matrix products too, and the input's the
-/// sum of the views' gradients put back in place.
+/// rows * w_out]` and multiplied by the weight (cast to the input's type) as
+/// `[groups, c_out / groups, c_in / groups * kh * kw]`, all output rows at
+/// once or in bands of rows within `budget`. Under autodiff the gradients
+/// are matrix products too, and the input's the sum of the views'
+/// gradients put back in place.
+///
+/// Bands split the weight gradient's sum over the pixels: each band's part
+/// is rounded to the input's type, then the parts are summed in the
+/// weight's own type (each band casts the weight anew).
 ///
 /// # Shapes
 /// - `x`: `[batch, c_in, height, width]`
@@ -74,7 +78,7 @@ pub(crate) fn patches(
     x: Tensor<4>,
     weight: Tensor<4>,
     options: &ConvOptions<2>,
-    max_bytes: usize,
+    budget: PatchBudget,
 ) -> Tensor<4> {
     let [n, c_in, h, w] = x.dims();
     let [_, _, kh, kw] = weight.dims();
@@ -83,13 +87,18 @@ pub(crate) fn patches(
         conv_output_size(size, k, stride, options.padding[i], dilation)
             .expect("the layers check the output size before they get here")
     });
+    let dtype = x.dtype();
     let x = x.pad(options.padding, PadMode::Constant(0.0));
-    let row_bytes = [n, c_in, kh * kw, wo, x.dtype().size()]
+    let row_bytes = [n, c_in, kh * kw, wo, dtype.size()]
         .into_iter()
         .fold(1usize, usize::saturating_mul);
+    let max_bytes = match budget {
+        PatchBudget::Bytes(bytes) => bytes,
+        PatchBudget::Device => held_bytes(&x.device(), row_bytes.saturating_mul(ho)),
+    };
     let band = (max_bytes / row_bytes).clamp(1, ho);
     if band == ho {
-        return band_product(x, weight, options, ho, wo);
+        return band_product(x, weight.cast(dtype), options, ho, wo);
     }
     let bands = (0..ho).step_by(band).map(|first| {
         let rows = band.min(ho - first);
@@ -97,9 +106,84 @@ pub(crate) fn patches(
         let start = first * options.stride[0];
         let extent = (rows - 1) * options.stride[0] + options.dilation[0] * (kh - 1) + 1;
         let input = x.clone().narrow(2, start, extent);
-        band_product(input, weight.clone(), options, rows, wo)
+        band_product(input, weight.clone().cast(dtype), options, rows, wo)
     });
     Tensor::cat(bands.collect(), 2)
+}
+
+/// Bytes of patches every device is taken to hold in one tensor: half of
+/// the 128 MiB that Mesa's lavapipe and WebGPU's defaults bind.
+const SURELY_HELD: usize = 1 << 26;
+
+/// What is known of each device's largest tensor: the largest size it held
+/// and the smallest it refused.
+static HELD: Mutex<Vec<(Device, usize, Option<usize>)>> = Mutex::new(Vec::new());
+
+/// `needed` bytes of patches where `device` holds a tensor of that size,
+/// else the largest `needed / 2^k` it holds (at least [`SURELY_HELD`]).
+///
+/// A GPU binds each tensor whole, up to a limit of its own: 128 MiB on
+/// lavapipe, a few GiB on discrete GPUs. Patches are `kh * kw` times the
+/// input, so a large image passes the limit where its input and output do
+/// not (a 3x3 convolution of 8 channels at 1024x1024 in `f16`: 151 MB), and
+/// then every matrix-product kernel fails (Burn 0.22.1 / CubeCL 0.11.3 name
+/// the naive kernel's "Cube count too big"). Sizes are tried on the device
+/// (a tensor written and its last value read back) the first time they
+/// come up, and the answers kept.
+fn held_bytes(device: &Device, needed: usize) -> usize {
+    let mut size = needed;
+    while size > SURELY_HELD {
+        let known = {
+            let held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            held.iter()
+                .find(|(d, _, _)| d == device)
+                .and_then(|&(_, largest, refused)| {
+                    if size <= largest {
+                        Some(true)
+                    } else {
+                        refused.filter(|&r| size >= r).map(|_| false)
+                    }
+                })
+        };
+        let holds = known.unwrap_or_else(|| {
+            let holds = try_holding(device, size);
+            let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let index = held
+                .iter()
+                .position(|(d, _, _)| d == device)
+                .unwrap_or_else(|| {
+                    held.push((device.clone(), 0, None));
+                    held.len() - 1
+                });
+            let (_, largest, refused) = &mut held[index];
+            if holds {
+                *largest = (*largest).max(size);
+            } else {
+                *refused = Some(refused.map_or(size, |r| r.min(size)));
+            }
+            holds
+        });
+        if holds {
+            return size;
+        }
+        size /= 2;
+    }
+    SURELY_HELD
+}
+
+/// Whether `device` holds a tensor of `bytes`: one is written there and its
+/// last value read back.
+fn try_holding(device: &Device, bytes: usize) -> bool {
+    let elements = (bytes / 4).max(1);
+    let device = device.clone().inner();
+    let read = std::panic::catch_unwind(|| {
+        Tensor::<1>::zeros([elements], &device)
+            .narrow(0, elements - 1, 1)
+            .try_into_data()
+            .is_ok()
+    });
+    device.memory_cleanup();
+    read.unwrap_or(false)
 }
 
 /// [`patches`] for the `rows` output rows of the padded input band `x`.
@@ -220,7 +304,7 @@ mod tests {
             );
             let options = ConvOptions::new(stride, padding, dilation, groups);
             let general = conv2d(x.clone(), w.clone(), None, options.clone());
-            let whole = patches(x, w, &options, PATCH_BYTES);
+            let whole = patches(x, w, &options, PatchBudget::Device);
             assert!(max_difference(whole, general) < 1e-5);
         }
     }
@@ -235,24 +319,30 @@ mod tests {
             ([3, 2], [2, 1], [2, 1], [2, 1], 2),
         ];
         for (kernel, stride, padding, dilation, groups) in cases {
-            let x = Tensor::<4>::random([2, 4, 11, 6], Distribution::Normal(0.0, 1.0), &device);
+            let x = Tensor::<4>::random([2, 4, 13, 6], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<4>::random(
                 [2 * groups, 4 / groups, kernel[0], kernel[1]],
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
             let options = ConvOptions::new(stride, padding, dilation, groups);
-            let [_, _, kh, kw] = w.dims();
-            // Two output rows a band: 2 images x 4 channels x kh*kw taps x
-            // 6 columns at most, 4 bytes each.
-            let max_bytes = 2 * (2 * 4 * kh * kw * 6 * 4);
             // A loss whose gradient differs at every output element.
             let dims = conv2d(x.clone(), w.clone(), None, options.clone()).dims();
             let upstream = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            // Bands of two output rows (13 and 7 rows: the last band has one):
+            // 2 images x 4 channels x kh * kw taps x w_out columns, 4 bytes each.
+            let [_, _, ho, wo] = dims;
+            assert_eq!(ho % 2, 1);
+            let max_bytes = 2 * (2 * 4 * kernel[0] * kernel[1] * wo * 4);
             let [banded, general] = [Some(max_bytes), None].map(|bands| {
                 let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
                 let y = match bands {
-                    Some(max_bytes) => patches(x.clone(), w.clone(), &options, max_bytes),
+                    Some(max_bytes) => patches(
+                        x.clone(),
+                        w.clone(),
+                        &options,
+                        PatchBudget::Bytes(max_bytes),
+                    ),
                     None => conv2d(x.clone(), w.clone(), None, options.clone()),
                 };
                 let grads = (y.clone() * upstream.clone()).sum().backward();

@@ -282,9 +282,10 @@ fn huge_sizes_are_refused_with_the_limit_or_the_estimate() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// A step whose largest tensor (the first decoder level's concatenation:
-/// 51 images x 128 channels x 4096 x 4096 in f32, 408 GiB) no GPU holds is
-/// refused before training, naming it; the run's folder is not made.
+/// A step whose largest tensor (the full-resolution decoder level's
+/// concatenation: 51 images x 128 channels x 4096 x 4096 in f32, 408 GiB)
+/// no GPU holds is refused before training, naming it and the device; the
+/// run's folder is not made.
 #[test]
 fn a_tensor_larger_than_the_gpu_holds_is_one_line() {
     let root = scratch("gpu-too-large");
@@ -309,9 +310,9 @@ fn a_tensor_larger_than_the_gpu_holds_is_one_line() {
                 path(&out),
             ],
             &[
-                "a training step (batch 51 of 4096x4096 images)",
+                "a training step (batch 51 of 4096x4096 images in f32)",
                 "its largest tensor (ups.1.concat, 408.0 GiB)",
-                "more than this GPU can hold at once",
+                &format!("more than the --backend {backend} GPU can hold at once"),
             ],
         );
         assert!(!out.exists(), "{backend}: nothing written");

@@ -79,9 +79,9 @@ pub enum RunError {
         available: String,
     },
 
-    /// A tensor of a training step that the GPU cannot hold at once.
+    /// A tensor of a training step that a GPU cannot hold at once.
     #[error(
-        "{what}: its largest tensor ({layer}, {size}) is more than this GPU can hold at once; \
+        "{what}: its largest tensor ({layer}, {size}) is more than {device} can hold at once; \
          use a smaller --batch-size or image size"
     )]
     TensorTooLarge {
@@ -91,6 +91,8 @@ pub enum RunError {
         layer: String,
         /// Its size.
         size: String,
+        /// The device, as the options name it.
+        device: String,
     },
 
     /// `--resume` on an imported model.

@@ -4,7 +4,9 @@
 
 use burn::tensor::{Device, Tensor};
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
-use unet::{UNetConfig, summary};
+use unet::{LayerSummary, Norm, UNetConfig, summary};
+
+use crate::precision::Precision;
 
 use crate::error::RunError;
 
@@ -42,65 +44,56 @@ pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Res
     Ok(values.saturating_mul(4))
 }
 
-/// The largest single tensor of a training step of `model` on a batch of
-/// `batch` images of `size` (`[height, width]`): the layer whose output it
-/// is, and its bytes in `f32` (saturating). Batch norm computes
-/// half-precision inputs in `f32`, so a half-precision run has it too.
+/// The largest single tensor of a forward or backward pass of `model` on a
+/// batch of `batch` images of `size` (`[height, width]`) in `precision`:
+/// the layer whose output it is, and its bytes (saturating). Layer outputs
+/// are in the precision's type, except where batch norm follows, which
+/// computes half-precision inputs in `f32`.
 pub fn largest_tensor(
     model: &UNetConfig,
     batch: usize,
     size: [usize; 2],
+    precision: Precision,
 ) -> Result<(String, u64), RunError> {
     let unet = model.try_init(&Device::flex())?;
     let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
-    let bytes = |output: &[usize; 4]| {
-        output
+    let bytes = |layer: &LayerSummary| {
+        let value = match (precision, layer.norm) {
+            (Precision::F32, _) | (_, Norm::Batch) => 4,
+            (Precision::F16 | Precision::Bf16, _) => 2,
+        };
+        layer
+            .output
             .iter()
             .fold(batch as u64, |n, &d| n.saturating_mul(d as u64))
-            .saturating_mul(4)
+            .saturating_mul(value)
     };
     let largest = table
         .layers
         .iter()
-        .max_by_key(|layer| bytes(&layer.output))
+        .max_by_key(|layer| bytes(layer))
         .expect("a U-Net has layers");
-    Ok((largest.name.clone(), bytes(&largest.output)))
+    Ok((largest.name.clone(), bytes(largest)))
 }
 
-/// Refuses a training run on a GPU `device` that cannot hold the step's
-/// largest tensor ([`largest_tensor`]; the per-device `batch`) at once, where
-/// the run would otherwise fail at its first step. A GPU binds each tensor
+/// Whether `device` holds a tensor of `bytes` at once: one of that size is
+/// written there and its last value read back. A GPU binds each tensor
 /// whole, up to a limit of its own: 128 MiB on Mesa's lavapipe, a few GiB
-/// on discrete GPUs. A tensor of that size is written on the device and one
-/// value read back.
-pub fn check_device_holds(
-    model: &UNetConfig,
-    batch: usize,
-    size: [usize; 2],
-    device: &Device,
-) -> Result<(), RunError> {
-    let (layer, bytes) = largest_tensor(model, batch, size)?;
-    let refused = || RunError::TensorTooLarge {
-        what: format!(
-            "a training step (batch {batch} of {}x{} images)",
-            size[0], size[1]
-        ),
-        layer: layer.clone(),
-        size: human(bytes),
+/// on discrete GPUs.
+pub fn device_holds(bytes: u64, device: &Device) -> bool {
+    let Ok(elements) = usize::try_from(bytes.div_ceil(4).max(1)) else {
+        return false;
     };
-    let elements = usize::try_from(bytes / 4).map_err(|_| refused())?;
-    let read = crate::guard::catch(|| {
-        Tensor::<1>::zeros([elements], device)
+    let read = crate::guard::catch_handled(|| {
+        let read = Tensor::<1>::zeros([elements], device)
             .narrow(0, elements - 1, 1)
-            .try_into_data()
-            .is_ok()
+            .try_into_data();
+        // The pages of that tensor go back to the device.
+        device.memory_cleanup();
+        read.is_ok()
     });
-    // The pages of that tensor go back to the device.
-    device.memory_cleanup();
-    match read {
-        Ok(true) => Ok(()),
-        _ => Err(refused()),
-    }
+    // A failure is the answer, not something to report.
+    matches!(read, Ok((true, _)))
 }
 
 /// The memory the system can give this process now, in bytes (`None` where
@@ -148,6 +141,27 @@ pub fn check_training_fits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The full-resolution concatenation (2 images x 32 channels x 64 x 64)
+    /// is the largest output; in half precision it takes two bytes a value,
+    /// and a batch-normalised output (16 channels) four.
+    #[test]
+    fn the_largest_tensor_follows_the_precision_and_batch_norm() {
+        let model = |norm| {
+            UNetConfig::new(1, 2)
+                .with_base_width(16)
+                .with_depth(2)
+                .with_norm(norm)
+        };
+        let largest = |norm, precision| largest_tensor(&model(norm), 2, [64, 64], precision);
+        let values = 2 * 32 * 64 * 64;
+        let (layer, bytes) = largest(Norm::Batch, Precision::F32).unwrap();
+        assert_eq!((layer.as_str(), bytes), ("ups.1.concat", 4 * values));
+        let (layer, bytes) = largest(Norm::None, Precision::F16).unwrap();
+        assert_eq!((layer.as_str(), bytes), ("ups.1.concat", 2 * values));
+        let (_, bytes) = largest(Norm::Batch, Precision::Bf16).unwrap();
+        assert_eq!(bytes, 4 * (values / 2));
+    }
 
     #[test]
     fn the_estimate_grows_with_batch_and_size_and_refuses_the_impossible() {

@@ -6,7 +6,7 @@ use burn::module::Module;
 use layers::{Conv2d, ConvGeometry};
 
 use crate::blocks::{ConvBlock, UnitConv, Upsampler};
-use crate::config::UNetPadding;
+use crate::config::{Norm, UNetPadding};
 use crate::error::UNetError;
 use crate::model::UNet;
 
@@ -19,6 +19,8 @@ pub struct LayerSummary {
     pub kind: String,
     /// Output shape `[batch, channels, height, width]`.
     pub output: [usize; 4],
+    /// The normalisation the output goes through (`Norm::None` where none).
+    pub norm: Norm,
     /// Parameters (trainable and running statistics excluded).
     pub params: usize,
     /// Floating-point operations of the forward pass (a multiply-add is two).
@@ -146,15 +148,21 @@ fn block_rows(
                 (output, dw + pw, kind)
             }
         };
-        let norm = match &unit.norm {
-            Some(crate::blocks::NormLayer::Batch(_)) => " + BN",
-            Some(crate::blocks::NormLayer::Group(_)) => " + GN",
-            None => "",
+        let (norm, norm_name) = match &unit.norm {
+            Some(crate::blocks::NormLayer::Batch(_)) => (Norm::Batch, " + BN"),
+            Some(crate::blocks::NormLayer::Group(g)) => (
+                Norm::Group {
+                    groups: g.num_groups,
+                },
+                " + GN",
+            ),
+            None => (Norm::None, ""),
         };
         rows.push(LayerSummary {
             name: format!("{prefix}.units.{i}"),
-            kind: format!("{kind}{norm} + ReLU"),
+            kind: format!("{kind}{norm_name} + ReLU"),
             output,
+            norm,
             params: unit.num_params()
                 - match &unit.norm {
                     // Burn counts running statistics as parameters; PyTorch does not.
@@ -194,6 +202,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
                 name: "pad".into(),
                 kind: format!("zero pad to a multiple of {multiple}"),
                 output: shape,
+                norm: Norm::None,
                 params: 0,
                 flops: 0,
             });
@@ -207,6 +216,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
             name: format!("downs.{i}.pool"),
             kind: "max pool 2x2".into(),
             output: pooled,
+            norm: Norm::None,
             params: 0,
             flops: 0,
         });
@@ -246,6 +256,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
             name: format!("ups.{i}.up"),
             kind,
             output,
+            norm: Norm::None,
             params: up.up.num_params(),
             flops,
         });
@@ -259,6 +270,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
                 "crop + concat skip".into()
             },
             output: joined,
+            norm: Norm::None,
             params: 0,
             flops: 0,
         });
@@ -269,6 +281,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
         name: "outc".into(),
         kind: "conv 1x1".into(),
         output,
+        norm: Norm::None,
         params: model.outc.num_params(),
         flops,
     });
@@ -277,6 +290,7 @@ pub fn summary(model: &UNet, input: [usize; 4]) -> Result<Summary, UNetError> {
             name: "crop".into(),
             kind: "crop to the input size".into(),
             output: final_shape,
+            norm: Norm::None,
             params: 0,
             flops: 0,
         });

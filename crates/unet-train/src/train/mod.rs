@@ -46,7 +46,7 @@ use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::RunError;
 use crate::history::{self, EpochRecord};
-use crate::memory::{check_device_holds, check_training_fits};
+use crate::memory::{check_training_fits, device_holds, human, largest_tensor};
 use crate::model_dir::{self, CONFIG_FILE};
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
@@ -175,22 +175,7 @@ pub fn train_on(
     let training = config.training()?;
     training.validate()?;
     config.model.validate()?;
-    // The memory estimate comes before the first sample is made where the
-    // configuration fixes the size: a sample of a size too large to train
-    // on may itself be too large to allocate.
-    let fits = |size| check_fits(config, training, &data, size);
-    let size = match known_size(config) {
-        Some(size) => {
-            fits(size)?;
-            check_input(config, &data)?;
-            size
-        }
-        None => {
-            let size = check_input(config, &data)?;
-            fits(size)?;
-            size
-        }
-    };
+    let size = checked_size(config, training, &data)?;
     let devices = open_devices(training, &data)?;
     check_devices_hold(config, training, &data, size, &devices)?;
     let base = devices[0].clone();
@@ -505,8 +490,35 @@ fn check_fits(
     check_training_fits(&config.model, training.batch_size.min(epoch), size)
 }
 
-/// Refuses a run on GPU `devices` that cannot hold its largest tensor
-/// ([`check_device_holds`]) for their share of a batch.
+/// The images' `[height, width]`, once they fit the network
+/// ([`check_input`]) and a training step on them fits the machine's memory
+/// ([`check_fits`]). The memory estimate comes before the first sample is
+/// made where the configuration fixes the size: a sample of a size too
+/// large to train on may itself be too large to allocate.
+fn checked_size(
+    config: &RunConfig,
+    training: &TrainingConfig,
+    data: &RunData,
+) -> Result<[usize; 2], RunError> {
+    let fits = |size| check_fits(config, training, data, size);
+    match known_size(config) {
+        Some(size) => {
+            fits(size)?;
+            check_input(config, data)?;
+            Ok(size)
+        }
+        None => {
+            let size = check_input(config, data)?;
+            fits(size)?;
+            Ok(size)
+        }
+    }
+}
+
+/// Refuses a run on GPU `devices` one of which cannot hold the largest
+/// tensor ([`largest_tensor`], [`device_holds`]) of its part of the work:
+/// each device its share of a training batch, the first also a validation
+/// batch (validation runs there, unsplit).
 fn check_devices_hold(
     config: &RunConfig,
     training: &TrainingConfig,
@@ -519,10 +531,37 @@ fn check_devices_hold(
     }
     let epoch = training.epoch_samples.unwrap_or(data.train.len());
     let share = training.batch_size.min(epoch).div_ceil(devices.len());
-    for device in devices {
-        check_device_holds(&config.model, share, size, device)?;
+    let validation = training.batch_size.min(data.valid.len());
+    for (i, device) in devices.iter().enumerate() {
+        let batch = if i == 0 { share.max(validation) } else { share };
+        let (layer, bytes) = largest_tensor(&config.model, batch, size, training.precision)?;
+        if !device_holds(bytes, device) {
+            return Err(RunError::TensorTooLarge {
+                what: format!(
+                    "a training step (batch {batch} of {}x{} images in {})",
+                    size[0], size[1], training.precision
+                ),
+                layer,
+                size: human(bytes),
+                device: device_label(training, i),
+            });
+        }
     }
     Ok(())
+}
+
+/// The `i`-th device of a run, as its options name it.
+fn device_label(training: &TrainingConfig, i: usize) -> String {
+    let backend = training.backend;
+    match (&training.devices, training.gpu) {
+        (Some(list), _) => format!(
+            "--backend {backend} device {} (of --devices {})",
+            list[i],
+            devices_text(list)
+        ),
+        (None, Some(gpu)) => format!("--backend {backend} --device {gpu}"),
+        (None, None) => format!("the --backend {backend} GPU"),
+    }
 }
 
 /// Fails early when the data's images do not fit the network: another
