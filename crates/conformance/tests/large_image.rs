@@ -151,8 +151,8 @@ const BANDED_WEIGHT_GRADIENT: f64 = 1.5e-2;
 fn banded(case: &Case, backend: BackendKind) -> bool {
     let [n, c_in, h, w] = case.input_shape;
     let [_, _, kh, kw] = case.weight_shape;
-    let patches = (n * c_in * kh * kw * h * w * 2) as u64;
-    backend.is_gpu() && !unet_train::memory::device_holds(patches, &backend.device())
+    let patches = n * c_in * kh * kw * h * w * 2;
+    backend.is_gpu() && !layers::device_holds(&backend.device(), patches)
 }
 
 #[test]

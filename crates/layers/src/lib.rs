@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod batch_norm;
+mod capacity;
 mod conv2d;
 mod conv_transpose2d;
 mod cpu;
@@ -54,6 +55,7 @@ pub mod shape;
 mod up_conv;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig};
+pub use capacity::device_holds;
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use error::ConvError;

@@ -18,10 +18,9 @@
 //! [`crate::dispatch`] decides when they are used.
 
 use burn::tensor::ops::{ConvOptions, PadMode};
-use std::sync::Mutex;
-
 use burn::tensor::{Device, Slice, Tensor};
 
+use crate::capacity::device_holds;
 use crate::shape::conv_output_size;
 
 /// Whether [`pointwise`] computes a convolution of this geometry.
@@ -115,75 +114,19 @@ pub(crate) fn patches(
 /// the 128 MiB that Mesa's lavapipe and WebGPU's defaults bind.
 const SURELY_HELD: usize = 1 << 26;
 
-/// What is known of each device's largest tensor: the largest size it held
-/// and the smallest it refused.
-static HELD: Mutex<Vec<(Device, usize, Option<usize>)>> = Mutex::new(Vec::new());
-
-/// `needed` bytes of patches where `device` holds a tensor of that size,
-/// else the largest `needed / 2^k` it holds (at least [`SURELY_HELD`]).
-///
-/// A GPU binds each tensor whole, up to a limit of its own: 128 MiB on
-/// lavapipe, a few GiB on discrete GPUs. Patches are `kh * kw` times the
-/// input, so a large image passes the limit where its input and output do
-/// not (a 3x3 convolution of 8 channels at 1024x1024 in `f16`: 151 MB), and
-/// then every matrix-product kernel fails (Burn 0.22.1 / CubeCL 0.11.3 name
-/// the naive kernel's "Cube count too big"). Sizes are tried on the device
-/// (a tensor written and its last value read back) the first time they
-/// come up, and the answers kept.
+/// `needed` bytes of patches where `device` holds a tensor of that size
+/// ([`crate::capacity`]), else the largest `needed / 2^k` it holds (at
+/// least [`SURELY_HELD`]). Patches are `kh * kw` times the input, so a large
+/// image passes a GPU's limit where its input and output do not (a 3x3
+/// convolution of 8 channels at 1024x1024 in `f16`: 151 MB on lavapipe's
+/// 128 MiB), and then every matrix-product kernel fails (Burn 0.22.1 /
+/// CubeCL 0.11.3 name the naive kernel's "Cube count too big").
 fn held_bytes(device: &Device, needed: usize) -> usize {
     let mut size = needed;
-    while size > SURELY_HELD {
-        let known = {
-            let held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            held.iter()
-                .find(|(d, _, _)| d == device)
-                .and_then(|&(_, largest, refused)| {
-                    if size <= largest {
-                        Some(true)
-                    } else {
-                        refused.filter(|&r| size >= r).map(|_| false)
-                    }
-                })
-        };
-        let holds = known.unwrap_or_else(|| {
-            let holds = try_holding(device, size);
-            let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let index = held
-                .iter()
-                .position(|(d, _, _)| d == device)
-                .unwrap_or_else(|| {
-                    held.push((device.clone(), 0, None));
-                    held.len() - 1
-                });
-            let (_, largest, refused) = &mut held[index];
-            if holds {
-                *largest = (*largest).max(size);
-            } else {
-                *refused = Some(refused.map_or(size, |r| r.min(size)));
-            }
-            holds
-        });
-        if holds {
-            return size;
-        }
+    while size > SURELY_HELD && !device_holds(device, size) {
         size /= 2;
     }
-    SURELY_HELD
-}
-
-/// Whether `device` holds a tensor of `bytes`: one is written there and its
-/// last value read back.
-fn try_holding(device: &Device, bytes: usize) -> bool {
-    let elements = (bytes / 4).max(1);
-    let device = device.clone().inner();
-    let read = std::panic::catch_unwind(|| {
-        Tensor::<1>::zeros([elements], &device)
-            .narrow(0, elements - 1, 1)
-            .try_into_data()
-            .is_ok()
-    });
-    device.memory_cleanup();
-    read.unwrap_or(false)
+    size.max(SURELY_HELD)
 }
 
 /// [`patches`] for the `rows` output rows of the padded input band `x`.
@@ -261,6 +204,11 @@ mod tests {
     use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
     use burn::tensor::{Device, Distribution};
 
+    /// Values drawn from the standard normal distribution.
+    fn normal<const D: usize>(dims: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
+    }
+
     fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b).abs().max().into_scalar()
@@ -270,12 +218,8 @@ mod tests {
     fn pointwise_equals_the_general_kernel() {
         let device = Device::flex();
         for groups in [1, 3] {
-            let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(
-                [9, 6 / groups, 1, 1],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let x = normal([2, 6, 5, 7], &device);
+            let w = normal([9, 6 / groups, 1, 1], &device);
             let general = conv2d(
                 x.clone(),
                 w.clone(),
@@ -296,12 +240,8 @@ mod tests {
             ([1, 3], [1, 3], [0, 1], [1, 2], 3),
         ];
         for (kernel, stride, padding, dilation, groups) in cases {
-            let x = Tensor::<4>::random([2, 6, 9, 8], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(
-                [3 * groups, 6 / groups, kernel[0], kernel[1]],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let x = normal([2, 6, 9, 8], &device);
+            let w = normal([3 * groups, 6 / groups, kernel[0], kernel[1]], &device);
             let options = ConvOptions::new(stride, padding, dilation, groups);
             let general = conv2d(x.clone(), w.clone(), None, options.clone());
             let whole = patches(x, w, &options, PatchBudget::Device);
@@ -319,16 +259,12 @@ mod tests {
             ([3, 2], [2, 1], [2, 1], [2, 1], 2),
         ];
         for (kernel, stride, padding, dilation, groups) in cases {
-            let x = Tensor::<4>::random([2, 4, 13, 6], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(
-                [2 * groups, 4 / groups, kernel[0], kernel[1]],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let x = normal([2, 4, 13, 6], &device);
+            let w = normal([2 * groups, 4 / groups, kernel[0], kernel[1]], &device);
             let options = ConvOptions::new(stride, padding, dilation, groups);
             // A loss whose gradient differs at every output element.
             let dims = conv2d(x.clone(), w.clone(), None, options.clone()).dims();
-            let upstream = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let upstream = normal(dims, &device);
             // Bands of two output rows (13 and 7 rows: the last band has one):
             // 2 images x 4 channels x kh * kw taps x w_out columns, 4 bytes each.
             let [_, _, ho, wo] = dims;
@@ -361,12 +297,8 @@ mod tests {
     fn non_overlapping_transposed_equals_the_general_kernel() {
         let device = Device::flex();
         for kernel in [[2, 2], [3, 2]] {
-            let x = Tensor::<4>::random([2, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(
-                [4, 3, kernel[0], kernel[1]],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let x = normal([2, 4, 3, 5], &device);
+            let w = normal([4, 3, kernel[0], kernel[1]], &device);
             let general = conv_transpose2d(
                 x.clone(),
                 w.clone(),

@@ -2,7 +2,7 @@
 //! layer shapes before anything is allocated, so that a size the machine
 //! cannot hold is refused with the figures instead of ending the program.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use unet::{LayerSummary, Norm, UNetConfig, summary};
 
@@ -76,24 +76,16 @@ pub fn largest_tensor(
     Ok((largest.name.clone(), bytes(largest)))
 }
 
-/// Whether `device` holds a tensor of `bytes` at once: one of that size is
-/// written there and its last value read back. A GPU binds each tensor
-/// whole, up to a limit of its own: 128 MiB on Mesa's lavapipe, a few GiB
-/// on discrete GPUs.
+/// Whether `device` holds a tensor of `bytes` at once ([`layers::device_holds`]).
+/// A panic on the way is the answer, not something to report.
 pub fn device_holds(bytes: u64, device: &Device) -> bool {
-    let Ok(elements) = usize::try_from(bytes.div_ceil(4).max(1)) else {
+    let Ok(bytes) = usize::try_from(bytes) else {
         return false;
     };
-    let read = crate::guard::catch_handled(|| {
-        let read = Tensor::<1>::zeros([elements], device)
-            .narrow(0, elements - 1, 1)
-            .try_into_data();
-        // The pages of that tensor go back to the device.
-        device.memory_cleanup();
-        read.is_ok()
-    });
-    // A failure is the answer, not something to report.
-    matches!(read, Ok((true, _)))
+    matches!(
+        crate::guard::catch_handled(|| layers::device_holds(device, bytes)),
+        Ok((true, _))
+    )
 }
 
 /// The memory the system can give this process now, in bytes (`None` where
