@@ -3,7 +3,9 @@
 //! defaults, a few GiB on discrete GPUs. Burn 0.22.1 does not report the
 //! limit, so sizes are tried on the device, once each: the half-precision
 //! convolutions ([`crate::lowering`]) size their temporaries by it, and
-//! programs can check a run's largest tensor before they start.
+//! programs can check a run's largest tensor before they start. The CPU
+//! backends have no such limit (what bounds them is the machine's memory,
+//! which a program checks for a whole run, not tensor by tensor).
 
 use std::sync::Mutex;
 
@@ -13,11 +15,15 @@ use burn::tensor::{Device, Tensor};
 /// it refused.
 static KNOWN: Mutex<Vec<(Device, usize, Option<usize>)>> = Mutex::new(Vec::new());
 
-/// Whether `device` holds a tensor of `bytes` at once. The first time a size
-/// is asked about (beyond what earlier answers settle), a tensor of that
-/// size is written on the device and its last value read back; the answer
-/// is kept.
+/// Whether `device` holds a tensor of `bytes` at once. On a GPU, the first
+/// time a size is asked about (beyond what earlier answers settle), a
+/// tensor of that size is written on the device and its last value read
+/// back; the answer is kept. A CPU device (flex, ndarray) holds any size:
+/// nothing is tried there.
 pub fn device_holds(device: &Device, bytes: usize) -> bool {
+    if crate::cpu::is_cpu(device) {
+        return true;
+    }
     let mut known = KNOWN
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -58,4 +64,20 @@ fn try_holding(device: &Device, bytes: usize) -> bool {
     // The pages of that tensor go back to the device.
     device.memory_cleanup();
     read.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A size no machine has: trying it would fail (or abort on allocation),
+    /// so `true` shows that nothing was tried.
+    #[test]
+    fn a_cpu_device_holds_any_size_without_trying() {
+        #[allow(deprecated)]
+        let ndarray = Device::ndarray();
+        for device in [Device::flex(), Device::flex().autodiff(), ndarray] {
+            assert!(device_holds(&device, usize::MAX / 2));
+        }
+    }
 }

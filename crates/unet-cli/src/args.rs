@@ -480,7 +480,8 @@ pub enum BlendArg {
 #[derive(Args)]
 pub struct WindowArgs {
     /// Predict in tiles of this size (SIDE or HEIGHTxWIDTH). Default: the
-    /// whole image when it fits a 1 GiB memory budget, else the largest
+    /// whole image when it fits a 1 GiB memory budget (and, on a GPU, its
+    /// largest tensor fits what the GPU holds at once), else the largest
     /// square tile that does.
     #[arg(long)]
     pub tile: Option<TileArg>,

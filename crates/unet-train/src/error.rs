@@ -79,10 +79,11 @@ pub enum RunError {
         available: String,
     },
 
-    /// A tensor of a training step that a GPU cannot hold at once.
+    /// A tensor of a training step or a prediction that a GPU cannot hold
+    /// at once.
     #[error(
         "{what}: its largest tensor ({layer}, {size}) is more than {device} can hold at once; \
-         use a smaller --batch-size or image size"
+         {remedy}"
     )]
     TensorTooLarge {
         /// What was asked for.
@@ -93,6 +94,8 @@ pub enum RunError {
         size: String,
         /// The device, as the options name it.
         device: String,
+        /// What to change.
+        remedy: String,
     },
 
     /// `--resume` on an imported model.

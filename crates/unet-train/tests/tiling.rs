@@ -1,14 +1,22 @@
 //! Sliding-window prediction against whole-image prediction: exact for a
 //! `Valid` network (the overlap-tile strategy), within 1% of pixels near
 //! the seams for a `Same` one; test-time augmentation invariant to flips.
+//! Automatic layouts within the memory budget and, on a GPU, within what
+//! the device holds at once; a window it cannot hold refused by name.
 
 use burn::tensor::Device;
 use unet::{UNet, UNetConfig, UNetPadding};
 use unet_train::BackendKind;
+use unet_train::RunError;
 use unet_train::config::{DataSource, Preprocess, RunConfig, TrainingConfig};
 use unet_train::data::FolderDataset;
+use unet_train::memory::{device_holds, largest_tensor};
 use unet_train::model_dir;
-use unet_train::predict::{Blend, Layout, Planar, Tiler, Window};
+use unet_train::precision::Precision;
+use unet_train::predict::{
+    Blend, INFERENCE_BUDGET, Layout, Planar, Tiler, Tiling, Window, inference_bytes_per_pixel,
+    layout,
+};
 use unet_train::train::{Progress, train};
 
 use burn::data::dataset::Dataset;
@@ -296,4 +304,116 @@ fn test_time_augmentation_is_invariant_to_flips() {
         worst > 1e-3,
         "an untrained network is not symmetric by itself"
     );
+}
+
+/// A network whose automatic tiles of a 2048x2048 image (856x856 on the
+/// CPU, by the 1 GiB budget) have a 64-channel full-resolution concatenation
+/// of 179 MiB: more than Mesa's lavapipe binds at once (128 MiB).
+fn wide_network() -> UNet {
+    UNetConfig::new(1, 2)
+        .with_depth(2)
+        .with_base_width(32)
+        .init(&Device::flex())
+}
+
+/// The largest tensor of one forward pass of `layout`'s tiles, one at a time.
+fn largest(unet: &UNet, layout: &Layout) -> u64 {
+    largest_tensor(unet.config(), 1, layout.input, Precision::F32)
+        .unwrap()
+        .1
+}
+
+/// On the CPU, a large image is cut into the largest tiles (a multiple of
+/// 2^depth) whose forward pass fits the budget, a small one is whole.
+#[test]
+fn automatic_tiles_fit_the_inference_budget() {
+    let unet = wide_network();
+    let cpu = Device::flex();
+    let per_pixel = inference_bytes_per_pixel(&unet).unwrap();
+    let (tiled, window) = layout(&unet, [2048, 2048], Tiling::Auto, &cpu).unwrap();
+    let side = tiled.input[0];
+    assert_eq!(tiled.input, [side, side]);
+    assert_eq!(
+        (side % 4, window.overlap, window.blend),
+        (0, 0.25, Blend::Gaussian)
+    );
+    let pass = |side: usize| per_pixel * (side * side) as f64;
+    assert!(pass(side) <= INFERENCE_BUDGET as f64, "{side}");
+    assert!(
+        pass(side + 4) > INFERENCE_BUDGET as f64,
+        "{side}: not the largest"
+    );
+    assert!(
+        largest(&unet, &tiled) > 128 << 20,
+        "the GPU test below needs this"
+    );
+    let (small, _) = layout(&unet, [300, 200], Tiling::Auto, &cpu).unwrap();
+    assert_eq!((small.input, small.tiles()), ([300, 200], 1));
+}
+
+/// On a GPU, the automatic tiles are the CPU's where the device holds their
+/// largest tensor, else the largest multiple of 2^depth that it holds (on
+/// lavapipe, which binds 128 MiB, smaller than the CPU's).
+#[test]
+fn automatic_tiles_shrink_to_what_the_gpu_holds() {
+    let unet = wide_network();
+    let (cpu, _) = layout(&unet, [2048, 2048], Tiling::Auto, &Device::flex()).unwrap();
+    for backend in BackendKind::GPUS {
+        let device = backend.open(None).unwrap();
+        let (gpu, window) = layout(&unet, [2048, 2048], Tiling::Auto, &device).unwrap();
+        let side = gpu.input[0];
+        assert!(
+            device_holds(largest(&unet, &gpu), &device),
+            "{backend}: {side}"
+        );
+        if device_holds(largest(&unet, &cpu), &device) {
+            assert_eq!(gpu, cpu, "{backend}");
+            continue;
+        }
+        assert!(side < cpu.input[0] && side % 4 == 0, "{backend}: {side}");
+        let larger = Layout::new(
+            &unet,
+            [2048, 2048],
+            &Window {
+                tile: [side + 4; 2],
+                ..window
+            },
+        );
+        let larger = largest(&unet, &larger.unwrap());
+        assert!(
+            !device_holds(larger, &device),
+            "{backend}: {side} is not the largest"
+        );
+    }
+}
+
+/// A window whose largest tensor no GPU holds (11 tiles of 8192x8192 at a
+/// time: a 128-channel concatenation of 352 GiB) is refused before anything
+/// runs, naming the layer and what to change.
+#[test]
+fn a_window_larger_than_the_gpu_holds_is_refused_by_name() {
+    let unet = UNetConfig::new(1, 2)
+        .with_depth(2)
+        .with_base_width(64)
+        .init(&Device::flex());
+    let window = Window {
+        tile: [8192; 2],
+        overlap: 0.25,
+        blend: Blend::Gaussian,
+        batch: 64,
+    };
+    for backend in BackendKind::GPUS {
+        let device = backend.open(None).unwrap();
+        let tiling = Tiling::Window(window);
+        let err = layout(&unet, [65536, 65536], tiling, &device).unwrap_err();
+        assert!(matches!(err, RunError::TensorTooLarge { .. }), "{err}");
+        let message = err.to_string();
+        for part in [
+            "predicting a 65536x65536 image in 8192x8192 tiles, 11 at a time",
+            "its largest tensor (ups.1.concat, 352.0 GiB)",
+            "use a smaller --tile or --tile-batch",
+        ] {
+            assert!(message.contains(part), "{backend}: {message}");
+        }
+    }
 }

@@ -45,7 +45,12 @@ pub(crate) fn has_kernels_for(input: &Tensor<4>) -> bool {
 
 /// Whether `input` is on the flex or ndarray device.
 pub(crate) fn on_cpu(input: &Tensor<4>) -> bool {
-    let device = input.device().inner();
+    is_cpu(&input.device())
+}
+
+/// Whether `device` is the flex or ndarray device, with or without autodiff.
+pub(crate) fn is_cpu(device: &Device) -> bool {
+    let device = device.clone().inner();
     #[allow(deprecated)]
     let ndarray = Device::ndarray();
     device == Device::flex() || device == ndarray

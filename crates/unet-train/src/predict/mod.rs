@@ -20,7 +20,9 @@ use crate::data::{
 };
 use crate::error::RunError;
 use crate::instances::instances_of;
+use crate::memory::{device_holds, human, largest_tensor};
 use crate::model_dir::{CONFIG_FILE, TrainedModel};
+use crate::precision::Precision;
 use crate::render::{RowFormat, display_row, instance_row, mask_value, tint, write_png_rows};
 
 /// The most memory one forward pass of an automatic layout may take:
@@ -32,15 +34,36 @@ const MAX_AUTO_TILE: usize = 1024;
 /// Whether and how images are cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Tiling {
-    /// Whole when one forward pass of the image fits [`INFERENCE_BUDGET`],
-    /// else tiles of the largest square side (a multiple of `2^depth`, at
-    /// most 1024) that fits, overlapping by a quarter, Gaussian blending.
+    /// Whole when one forward pass of the image fits [`INFERENCE_BUDGET`]
+    /// and the device holds its largest tensor at once, else tiles of the
+    /// largest square side (a multiple of `2^depth`, at most 1024) for
+    /// which both hold, overlapping by a quarter, Gaussian blending.
     #[default]
     Auto,
     /// The whole image in one forward pass.
     Whole,
     /// This window.
     Window(Window),
+}
+
+/// The window of [`Tiling::Auto`] with square tiles of `side`.
+fn auto_window(side: usize) -> Window {
+    Window {
+        tile: [side; 2],
+        overlap: 0.25,
+        blend: Blend::Gaussian,
+        batch: 1,
+    }
+}
+
+/// The window of a whole-image layout: one tile, nothing to blend.
+fn whole_window(layout: &Layout) -> Window {
+    Window {
+        tile: layout.input,
+        overlap: 0.0,
+        blend: Blend::Constant,
+        batch: 1,
+    }
 }
 
 /// What `predict` computes and writes besides the mask.
@@ -90,37 +113,134 @@ pub fn inference_bytes_per_pixel(unet: &UNet) -> Result<f64, RunError> {
     Ok(4.0 * values as f64 / (probe * probe) as f64)
 }
 
-/// The layout `tiling` gives for an image of `size` pixels.
-pub fn layout(unet: &UNet, size: [usize; 2], tiling: Tiling) -> Result<(Layout, Window), RunError> {
-    let whole = |unet| -> Result<(Layout, Window), RunError> {
-        let layout = Layout::whole(unet, size)?;
-        let window = Window {
-            tile: layout.input,
-            overlap: 0.0,
-            blend: Blend::Constant,
-            batch: 1,
-        };
-        Ok((layout, window))
+/// The layout `tiling` gives for an image of `size` pixels on `device`.
+///
+/// # Errors
+/// A window the network cannot take; on a GPU, a window (or whole image)
+/// whose largest tensor the device cannot hold at once
+/// ([`RunError::TensorTooLarge`], naming the layer), or an automatic layout
+/// for which not even the smallest tile fits.
+pub fn layout(
+    unet: &UNet,
+    size: [usize; 2],
+    tiling: Tiling,
+    device: &Device,
+) -> Result<(Layout, Window), RunError> {
+    let (layout, window) = match tiling {
+        Tiling::Auto => return auto_layout(unet, size, device),
+        Tiling::Whole => {
+            let layout = Layout::whole(unet, size)?;
+            let window = whole_window(&layout);
+            (layout, window)
+        }
+        Tiling::Window(window) => (Layout::new(unet, size, &window)?, window),
     };
-    match tiling {
-        Tiling::Whole => whole(unet),
-        Tiling::Window(window) => Ok((Layout::new(unet, size, &window)?, window)),
-        Tiling::Auto => {
-            let per_pixel = inference_bytes_per_pixel(unet)?;
-            let pixels = (size[0] as f64) * (size[1] as f64);
-            if pixels * per_pixel <= INFERENCE_BUDGET as f64 {
-                return whole(unet);
-            }
-            let align = 1usize << unet.config().depth;
-            let side = ((INFERENCE_BUDGET as f64 / per_pixel).sqrt() as usize).min(MAX_AUTO_TILE);
-            let side = auto_tile_side(unet, (side / align * align).max(align));
-            let window = Window {
-                tile: [side; 2],
-                overlap: 0.25,
-                blend: Blend::Gaussian,
-                batch: 1,
-            };
-            Ok((Layout::new(unet, size, &window)?, window))
+    match refused(unet, &layout, &window, device)? {
+        None => Ok((layout, window)),
+        Some(refusal) => Err(refusal.error(&layout, tiling)),
+    }
+}
+
+/// [`Tiling::Auto`]: the whole image when it fits both the budget and the
+/// device, else the budget's tile side where the device holds it, else the
+/// largest side it holds, found by bisection over the multiples of
+/// `2^depth` below.
+fn auto_layout(
+    unet: &UNet,
+    size: [usize; 2],
+    device: &Device,
+) -> Result<(Layout, Window), RunError> {
+    let per_pixel = inference_bytes_per_pixel(unet)?;
+    let pixels = (size[0] as f64) * (size[1] as f64);
+    if pixels * per_pixel <= INFERENCE_BUDGET as f64 {
+        let layout = Layout::whole(unet, size)?;
+        let window = whole_window(&layout);
+        if refused(unet, &layout, &window, device)?.is_none() {
+            return Ok((layout, window));
+        }
+    }
+    let align = 1usize << unet.config().depth;
+    let budget_side = ((INFERENCE_BUDGET as f64 / per_pixel).sqrt() as usize).min(MAX_AUTO_TILE);
+    let tiled = |multiple: usize| -> Result<(Layout, Window), RunError> {
+        let window = auto_window(auto_tile_side(unet, multiple * align));
+        Ok((Layout::new(unet, size, &window)?, window))
+    };
+    let largest = (budget_side / align).max(1);
+    let (layout, window) = tiled(largest)?;
+    if refused(unet, &layout, &window, device)?.is_none() {
+        return Ok((layout, window));
+    }
+    // The largest multiple whose tiles the device holds: `low` fits (once
+    // checked), `high + 1` does not.
+    let (mut low, mut high) = (1, largest - 1);
+    let (smallest, window) = tiled(low)?;
+    if let Some(refusal) = refused(unet, &smallest, &window, device)? {
+        return Err(refusal.error(&smallest, Tiling::Auto));
+    }
+    while low < high {
+        let middle = low + (high - low).div_ceil(2);
+        let (layout, window) = tiled(middle)?;
+        if refused(unet, &layout, &window, device)?.is_none() {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    tiled(low)
+}
+
+/// A forward pass's largest tensor that the device cannot hold at once.
+struct Refusal {
+    /// The layer whose output it is.
+    layer: String,
+    /// Its bytes.
+    bytes: u64,
+    /// Tiles per forward pass.
+    batch: usize,
+}
+
+/// The largest tensor of one forward pass of `layout`'s tiles,
+/// `window.batch` at a time, in `f32`, where `device` cannot hold it at once.
+fn refused(
+    unet: &UNet,
+    layout: &Layout,
+    window: &Window,
+    device: &Device,
+) -> Result<Option<Refusal>, RunError> {
+    let batch = window.batch.clamp(1, layout.cols.len().max(1));
+    let (layer, bytes) = largest_tensor(unet.config(), batch, layout.input, Precision::F32)?;
+    Ok((!device_holds(bytes, device)).then_some(Refusal {
+        layer,
+        bytes,
+        batch,
+    }))
+}
+
+impl Refusal {
+    /// The error for `layout` of `tiling`, with what to change.
+    fn error(self, layout: &Layout, tiling: Tiling) -> RunError {
+        let [h, w] = layout.image;
+        let [th, tw] = layout.input;
+        let (how, remedy) = match tiling {
+            Tiling::Whole => (
+                format!("in one {th}x{tw} pass"),
+                "cut it into tiles (--tile)",
+            ),
+            Tiling::Window(_) => (
+                format!("in {th}x{tw} tiles, {} at a time", self.batch),
+                "use a smaller --tile or --tile-batch",
+            ),
+            Tiling::Auto => (
+                format!("in {th}x{tw} tiles, the smallest the network takes"),
+                "predict on the CPU (--backend flex)",
+            ),
+        };
+        RunError::TensorTooLarge {
+            what: format!("predicting a {h}x{w} image {how}"),
+            layer: self.layer,
+            size: human(self.bytes),
+            device: "the GPU".into(),
+            remedy: remedy.into(),
         }
     }
 }
@@ -146,7 +266,7 @@ pub fn segment_with(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Segmentation, RunError> {
     let [height, width] = source.size();
-    let (layout, window) = layout(unet, [height, width], options.tiling)?;
+    let (layout, window) = layout(unet, [height, width], options.tiling, device)?;
     let classes = unet.config().num_classes;
     let mut mask = vec![0u8; height * width];
     let mut probabilities = options

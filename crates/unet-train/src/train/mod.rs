@@ -544,6 +544,7 @@ fn check_devices_hold(
                 layer,
                 size: human(bytes),
                 device: device_label(training, i),
+                remedy: "use a smaller --batch-size or image size".into(),
             });
         }
     }
