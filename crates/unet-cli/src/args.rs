@@ -126,7 +126,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The run directory (default: runs/<date>-<time>).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, visible_alias = "output", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last complete checkpoint
     /// (--backend, --device and --devices may change; nothing else).
@@ -538,7 +538,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// Where `<stem>_mask.png` and `<stem>_overlay.png` go (not the input folder).
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     pub output: PathBuf,
     #[command(flatten)]
     pub window: WindowArgs,
@@ -601,6 +601,6 @@ pub struct ImportArgs {
     #[arg(long)]
     pub depth: usize,
     /// The model directory to write (new, or empty).
-    #[arg(long)]
+    #[arg(long, visible_alias = "output")]
     pub out: PathBuf,
 }

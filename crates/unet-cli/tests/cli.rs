@@ -184,6 +184,23 @@ fn predict_writes_masks_and_overlays_and_eval_scores_them() {
         path(&masks),
     ]);
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    // `--out`, as `train` and `import` call it, is the same option.
+    let again = root.join("again");
+    let input = data.join("images");
+    succeeds(&[
+        "predict",
+        "--model",
+        path(model),
+        "--input",
+        path(&input),
+        "--out",
+        path(&again),
+    ]);
+    for i in 0..3 {
+        let mask = format!("s{i}_mask.png");
+        let read = |dir: &Path| std::fs::read(dir.join(&mask)).unwrap();
+        assert_eq!(read(&masks), read(&again), "{mask}");
+    }
 
     // Score the written masks by hand, then compare with `unet eval`.
     let mut counts = ClassCounts::new(2);
