@@ -26,9 +26,10 @@ fn main() -> ExitCode {
     unet_train::allocator::keep_freed_memory();
     // Burn's own panics would print a backtrace hint; keep failures to one line.
     // Panics caught where burn-train or CubeCL is called become errors
-    // (`unet_train::guard`); print only those that are not.
+    // (`unet_train::guard`); print only those that are not, and not those of
+    // CubeCL's device threads, which reach their callers as errors.
     std::panic::set_hook(Box::new(|info| {
-        if !unet_train::guard::record(info) {
+        if !unet_train::guard::record(info) && !unet_train::guard::on_device_thread() {
             eprintln!("unet: internal error: {info}");
         }
     }));
