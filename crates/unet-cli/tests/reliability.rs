@@ -16,6 +16,7 @@ use common::{
 use image::{GrayImage, ImageBuffer, Luma};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use unet_train::backend::BackendKind;
+use unet_train::memory::wrong_sum;
 use unet_train::precision::Precision;
 
 /// `unet train` with the tiny settings, `extra` on top, into `out`.
@@ -316,6 +317,56 @@ fn a_tensor_larger_than_the_gpu_holds_is_one_line() {
             ],
         );
         assert!(!out.exists(), "{backend}: nothing written");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A GPU whose sums over the pixels of a step come out wrong (Mesa's
+/// lavapipe beyond 65536 values under Burn 0.22.1: `memory::wrong_sum`)
+/// refuses the run by name before training, where it would train on wrong
+/// batch-norm statistics; a GPU whose sums are right trains it.
+#[test]
+fn a_gpu_that_sums_a_step_wrong_refuses_it() {
+    let root = scratch("gpu-wrong-sums");
+    for backend in BackendKind::GPUS {
+        let out = root.join(backend.name());
+        let device = backend.open(None).unwrap();
+        // Batch 2 of 256x256 images, two classes: sums of 131072 and 262144.
+        let wrong = [131072, 262144].map(|len| wrong_sum(len, &device));
+        let args = [
+            "train",
+            "--backend",
+            backend.name(),
+            "--samples",
+            "6",
+            "--image-size",
+            "256",
+            "--batch-size",
+            "2",
+            "--base-width",
+            "4",
+            "--depth",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            path(&out),
+        ];
+        match wrong {
+            [None, None] => {
+                succeeds(&args);
+            }
+            [Some(_), _] => {
+                let expected = format!("the --backend {backend} GPU sums 131072 values wrong");
+                let step = "a training step (batch 2 of 256x256 images) takes such sums";
+                fails_with(&args, &[&expected, step, "--backend flex"]);
+                assert!(!out.exists(), "{backend}: nothing written");
+            }
+            [None, Some(_)] => {
+                let expected = format!("the --backend {backend} GPU sums 262144 values wrong");
+                fails_with(&args, &[&expected]);
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&root);
 }

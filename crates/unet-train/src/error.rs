@@ -98,6 +98,24 @@ pub enum RunError {
         remedy: String,
     },
 
+    /// A GPU whose sums over as many values as a training step takes come
+    /// out wrong ([`crate::memory::wrong_sum`]).
+    #[error(
+        "{device} sums {len} values wrong (rows of ones summed to {got}): {what} takes such \
+         sums (batch norm, the loss, bias gradients), and would train on wrong numbers; use a \
+         smaller --batch-size or image size, or --backend flex"
+    )]
+    WrongSums {
+        /// What was asked for.
+        what: String,
+        /// The values summed.
+        len: usize,
+        /// The first wrong sum.
+        got: f32,
+        /// The device, as the options name it.
+        device: String,
+    },
+
     /// `--resume` on an imported model.
     #[error("an imported model has no training run to resume")]
     NotTrainable,

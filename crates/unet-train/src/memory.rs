@@ -2,7 +2,7 @@
 //! layer shapes before anything is allocated, so that a size the machine
 //! cannot hold is refused with the figures instead of ending the program.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use unet::{LayerSummary, Norm, UNetConfig, summary};
 
@@ -88,6 +88,26 @@ pub fn device_holds(bytes: u64, device: &Device) -> bool {
     )
 }
 
+/// What `device` gives for sums of `len` ones along an axis, in contiguous
+/// rows and in strided ones (a transposed view), two rows each: the first
+/// wrong sum, if any (`len` is exact in `f32` up to 2^24). Burn's `sum_dim`
+/// and `mean_dim` are such sums; a training step takes them over every
+/// pixel of a batch (batch norm's statistics, the loss, the bias
+/// gradients). Burn 0.22.1 with CubeCL 0.11.3 on Mesa's lavapipe gets them
+/// wrong beyond 65536 values: the strided sum stops after 65536, the
+/// contiguous one goes wrong from its second row.
+pub fn wrong_sum(len: usize, device: &Device) -> Option<f32> {
+    let device = device.clone().inner();
+    let contiguous = Tensor::<2>::ones([2, len], &device).sum_dim(1);
+    let strided = Tensor::<2>::ones([len, 2], &device).transpose().sum_dim(1);
+    let sums = Tensor::cat(vec![contiguous, strided], 0)
+        .try_into_vec_as::<f32>()
+        .ok()?;
+    let exact = len as f32;
+    sums.into_iter()
+        .find(|&sum| (sum - exact).abs() > exact * 1e-6)
+}
+
 /// The memory the system can give this process now, in bytes (`None` where
 /// it cannot be read).
 pub fn available_bytes() -> Option<u64> {
@@ -153,6 +173,15 @@ mod tests {
         assert_eq!((layer.as_str(), bytes), ("ups.1.concat", 2 * values));
         let (_, bytes) = largest(Norm::Batch, Precision::Bf16).unwrap();
         assert_eq!(bytes, 4 * (values / 2));
+    }
+
+    /// The CPU sums exactly, along either layout; a sum that stops early
+    /// (as lavapipe's strided one does) would be reported.
+    #[test]
+    fn a_device_that_sums_exactly_passes() {
+        for len in [1, 65536, 131072, 1 << 20] {
+            assert_eq!(wrong_sum(len, &Device::flex()), None, "{len}");
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::RunError;
 use crate::history::{self, EpochRecord};
-use crate::memory::{check_training_fits, device_holds, human, largest_tensor};
+use crate::memory::{check_training_fits, device_holds, human, largest_tensor, wrong_sum};
 use crate::model_dir::{self, CONFIG_FILE};
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
@@ -178,6 +178,7 @@ pub fn train_on(
     let size = checked_size(config, training, &data)?;
     let devices = open_devices(training, &data)?;
     check_devices_hold(config, training, &data, size, &devices)?;
+    check_devices_sum(config, training, &data, size, &devices)?;
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -529,11 +530,11 @@ fn check_devices_hold(
     if !training.backend.is_gpu() {
         return Ok(());
     }
-    let epoch = training.epoch_samples.unwrap_or(data.train.len());
-    let share = training.batch_size.min(epoch).div_ceil(devices.len());
-    let validation = training.batch_size.min(data.valid.len());
-    for (i, device) in devices.iter().enumerate() {
-        let batch = if i == 0 { share.max(validation) } else { share };
+    for (i, (device, batch)) in devices
+        .iter()
+        .zip(device_batches(training, data, devices))
+        .enumerate()
+    {
         let (layer, bytes) = largest_tensor(&config.model, batch, size, training.precision)?;
         if !device_holds(bytes, device) {
             return Err(RunError::TensorTooLarge {
@@ -549,6 +550,54 @@ fn check_devices_hold(
         }
     }
     Ok(())
+}
+
+/// Refuses a GPU run whose devices get the sums of a training step wrong
+/// ([`wrong_sum`]): over the pixels of a device's batch share, per channel
+/// and over all classes. Where the sums are right (a CPU, a GPU whose
+/// reductions work), the run goes on.
+fn check_devices_sum(
+    config: &RunConfig,
+    training: &TrainingConfig,
+    data: &RunData,
+    size: [usize; 2],
+    devices: &[Device],
+) -> Result<(), RunError> {
+    if !training.backend.is_gpu() {
+        return Ok(());
+    }
+    for (i, (device, batch)) in devices
+        .iter()
+        .zip(device_batches(training, data, devices))
+        .enumerate()
+    {
+        let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
+        for len in [pixels, pixels.saturating_mul(config.model.num_classes)] {
+            if let Some(got) = wrong_sum(len, device) {
+                return Err(RunError::WrongSums {
+                    what: format!(
+                        "a training step (batch {batch} of {}x{} images)",
+                        size[0], size[1]
+                    ),
+                    len,
+                    got,
+                    device: device_label(training, i),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The largest batch each device of a run takes: its share of a training
+/// batch, and on the first device (which validates) a validation batch.
+fn device_batches(training: &TrainingConfig, data: &RunData, devices: &[Device]) -> Vec<usize> {
+    let epoch = training.epoch_samples.unwrap_or(data.train.len());
+    let share = training.batch_size.min(epoch).div_ceil(devices.len());
+    let validation = training.batch_size.min(data.valid.len());
+    (0..devices.len())
+        .map(|i| if i == 0 { share.max(validation) } else { share })
+        .collect()
 }
 
 /// The `i`-th device of a run, as its options name it.
