@@ -88,24 +88,32 @@ pub fn device_holds(bytes: u64, device: &Device) -> bool {
     )
 }
 
-/// What `device` gives for sums of `len` ones along an axis, in contiguous
-/// rows and in strided ones (a transposed view), two rows each: the first
-/// wrong sum, if any (`len` is exact in `f32` up to 2^24). Burn's `sum_dim`
-/// and `mean_dim` are such sums; a training step takes them over every
-/// pixel of a batch (batch norm's statistics, the loss, the bias
-/// gradients). Burn 0.22.1 with CubeCL 0.11.3 on Mesa's lavapipe gets them
-/// wrong beyond 65536 values: the strided sum stops after 65536, the
-/// contiguous one goes wrong from its second row.
+/// What `device` gives for sums of `len` ones (at most 2^24, exact in
+/// `f32`): along the rows of a `[4, len]` tensor, contiguous and strided (a
+/// transposed view), and over all of a `[len]` one; the first wrong sum, if
+/// any. Burn's `sum_dim`, `mean_dim` and `sum` are such sums; a training
+/// step takes them over every pixel of a batch (batch norm's statistics
+/// and their gradients, the cross-entropy's mean). Burn 0.22.1 with CubeCL 0.11.3 on Mesa's
+/// lavapipe gets them wrong from 65536 values: a strided sum of 65536 ones
+/// gives 65532, a contiguous one loses values in every fourth row, whole
+/// sums of some lengths (300000) come out short.
 pub fn wrong_sum(len: usize, device: &Device) -> Option<f32> {
+    const ROWS: usize = 4;
+    let len = len.clamp(1, 1 << 24);
     let device = device.clone().inner();
-    let contiguous = Tensor::<2>::ones([2, len], &device).sum_dim(1);
-    let strided = Tensor::<2>::ones([len, 2], &device).transpose().sum_dim(1);
-    let sums = Tensor::cat(vec![contiguous, strided], 0)
-        .try_into_vec_as::<f32>()
-        .ok()?;
+    let contiguous = Tensor::<2>::ones([ROWS, len], &device).sum_dim(1);
+    let strided = Tensor::<2>::ones([len, ROWS], &device)
+        .transpose()
+        .sum_dim(1);
+    let whole = Tensor::<1>::ones([len], &device).sum();
+    let sums = Tensor::cat(
+        vec![contiguous.reshape([ROWS]), strided.reshape([ROWS]), whole],
+        0,
+    )
+    .try_into_vec_as::<f32>()
+    .ok()?;
     let exact = len as f32;
-    sums.into_iter()
-        .find(|&sum| (sum - exact).abs() > exact * 1e-6)
+    sums.into_iter().find(|&sum| sum != exact)
 }
 
 /// The memory the system can give this process now, in bytes (`None` where

@@ -178,7 +178,7 @@ pub fn train_on(
     let size = checked_size(config, training, &data)?;
     let devices = open_devices(training, &data)?;
     check_devices_hold(config, training, &data, size, &devices)?;
-    check_devices_sum(config, training, &data, size, &devices)?;
+    check_devices_sum(training, &data, size, &devices)?;
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -553,11 +553,10 @@ fn check_devices_hold(
 }
 
 /// Refuses a GPU run whose devices get the sums of a training step wrong
-/// ([`wrong_sum`]): over the pixels of a device's batch share, per channel
-/// and over all classes. Where the sums are right (a CPU, a GPU whose
-/// reductions work), the run goes on.
+/// ([`wrong_sum`]): over the pixels of a device's batch (batch norm's
+/// statistics and their gradients, per channel; the cross-entropy's mean).
+/// Where the sums are right (a GPU whose reductions work), the run goes on.
 fn check_devices_sum(
-    config: &RunConfig,
     training: &TrainingConfig,
     data: &RunData,
     size: [usize; 2],
@@ -572,18 +571,16 @@ fn check_devices_sum(
         .enumerate()
     {
         let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
-        for len in [pixels, pixels.saturating_mul(config.model.num_classes)] {
-            if let Some(got) = wrong_sum(len, device) {
-                return Err(RunError::WrongSums {
-                    what: format!(
-                        "a training step (batch {batch} of {}x{} images)",
-                        size[0], size[1]
-                    ),
-                    len,
-                    got,
-                    device: device_label(training, i),
-                });
-            }
+        if let Some(got) = wrong_sum(pixels, device) {
+            return Err(RunError::WrongSums {
+                what: format!(
+                    "a training step (batch {batch} of {}x{} images)",
+                    size[0], size[1]
+                ),
+                len: pixels,
+                got,
+                device: device_label(training, i),
+            });
         }
     }
     Ok(())
