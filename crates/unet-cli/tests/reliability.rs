@@ -322,9 +322,10 @@ fn a_tensor_larger_than_the_gpu_holds_is_one_line() {
 }
 
 /// A GPU whose sums over the pixels of a step come out wrong (Mesa's
-/// lavapipe beyond 65536 values under Burn 0.22.1: `memory::wrong_sum`)
-/// refuses the run by name before training, where it would train on wrong
-/// batch-norm statistics; a GPU whose sums are right trains it.
+/// lavapipe, which ends a kernel's loops after 65535 iterations, from about
+/// 65536 values: `memory::wrong_sum`) refuses the run by name before
+/// training, where it would train on wrong batch-norm statistics; a GPU
+/// whose sums are right trains it.
 #[test]
 fn a_gpu_that_sums_a_step_wrong_refuses_it() {
     let root = scratch("gpu-wrong-sums");

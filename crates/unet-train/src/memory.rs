@@ -93,10 +93,12 @@ pub fn device_holds(bytes: u64, device: &Device) -> bool {
 /// transposed view), and over all of a `[len]` one; the first wrong sum, if
 /// any. Burn's `sum_dim`, `mean_dim` and `sum` are such sums; a training
 /// step takes them over every pixel of a batch (batch norm's statistics
-/// and their gradients, the cross-entropy's mean). Burn 0.22.1 with CubeCL 0.11.3 on Mesa's
-/// lavapipe gets them wrong from 65536 values: a strided sum of 65536 ones
-/// gives 65532, a contiguous one loses values in every fourth row, whole
-/// sums of some lengths (300000) come out short.
+/// and their gradients, the cross-entropy's mean). Mesa's lavapipe ends
+/// the loops of a GPU kernel after 65535 iterations in all (gallivm's
+/// `LP_MAX_TGSI_LOOP_ITERATIONS`), so CubeCL 0.11.3's reductions, one
+/// invocation a row, come out short from about 65536 values: a strided sum
+/// of 65536 ones gives 65532, a contiguous one (four values an iteration)
+/// at most 262128.
 pub fn wrong_sum(len: usize, device: &Device) -> Option<f32> {
     const ROWS: usize = 4;
     let len = len.clamp(1, 1 << 24);
