@@ -177,8 +177,7 @@ pub fn train_on(
     config.model.validate()?;
     let size = checked_size(config, training, &data)?;
     let devices = open_devices(training, &data)?;
-    check_devices_hold(config, training, &data, size, &devices)?;
-    check_devices_sum(training, &data, size, &devices)?;
+    check_devices(config, training, &data, size, &devices)?;
     let base = devices[0].clone();
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
@@ -516,11 +515,13 @@ fn checked_size(
     }
 }
 
-/// Refuses a run on GPU `devices` one of which cannot hold the largest
-/// tensor ([`largest_tensor`], [`device_holds`]) of its part of the work:
-/// each device its share of a training batch, the first also a validation
-/// batch (validation runs there, unsplit).
-fn check_devices_hold(
+/// Refuses a run on GPU `devices` one of which cannot do its part of the
+/// work (each device its share of a training batch, the first also a
+/// validation batch, which runs there unsplit): hold the step's largest
+/// tensor at once ([`largest_tensor`], [`device_holds`]), and sum over the
+/// batch's pixels right ([`wrong_sum`]: batch norm's statistics and their
+/// gradients, per channel; the cross-entropy's mean).
+fn check_devices(
     config: &RunConfig,
     training: &TrainingConfig,
     data: &RunData,
@@ -530,53 +531,26 @@ fn check_devices_hold(
     if !training.backend.is_gpu() {
         return Ok(());
     }
-    for (i, (device, batch)) in devices
-        .iter()
-        .zip(device_batches(training, data, devices))
-        .enumerate()
-    {
+    let batches = device_batches(training, data, devices);
+    for (i, (device, batch)) in devices.iter().zip(batches).enumerate() {
+        let step = format!(
+            "a training step (batch {batch} of {}x{} images",
+            size[0], size[1]
+        );
         let (layer, bytes) = largest_tensor(&config.model, batch, size, training.precision)?;
         if !device_holds(bytes, device) {
             return Err(RunError::TensorTooLarge {
-                what: format!(
-                    "a training step (batch {batch} of {}x{} images in {})",
-                    size[0], size[1], training.precision
-                ),
+                what: format!("{step} in {})", training.precision),
                 layer,
                 size: human(bytes),
                 device: device_label(training, i),
                 remedy: "use a smaller --batch-size or image size".into(),
             });
         }
-    }
-    Ok(())
-}
-
-/// Refuses a GPU run whose devices get the sums of a training step wrong
-/// ([`wrong_sum`]): over the pixels of a device's batch (batch norm's
-/// statistics and their gradients, per channel; the cross-entropy's mean).
-/// Where the sums are right (a GPU whose reductions work), the run goes on.
-fn check_devices_sum(
-    training: &TrainingConfig,
-    data: &RunData,
-    size: [usize; 2],
-    devices: &[Device],
-) -> Result<(), RunError> {
-    if !training.backend.is_gpu() {
-        return Ok(());
-    }
-    for (i, (device, batch)) in devices
-        .iter()
-        .zip(device_batches(training, data, devices))
-        .enumerate()
-    {
         let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
         if let Some(got) = wrong_sum(pixels, device) {
             return Err(RunError::WrongSums {
-                what: format!(
-                    "a training step (batch {batch} of {}x{} images)",
-                    size[0], size[1]
-                ),
+                what: format!("{step})"),
                 len: pixels,
                 got,
                 device: device_label(training, i),
