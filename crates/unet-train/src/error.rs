@@ -102,7 +102,7 @@ pub enum RunError {
     /// out wrong ([`crate::memory::wrong_sum`]).
     #[error(
         "{device} sums {len} values wrong (rows of ones summed to {got}): {what} takes such \
-         sums (batch norm, the loss), and would train on wrong numbers; use a \
+         sums (batch norm, group norm, the loss), and would train on wrong numbers; use a \
          smaller --batch-size or image size, or --backend flex"
     )]
     WrongSums {

@@ -88,34 +88,79 @@ pub fn device_holds(bytes: u64, device: &Device) -> bool {
     )
 }
 
-/// What `device` gives for sums of `len` ones (at most 2^24, exact in
-/// `f32`): along the rows of a `[4, len]` tensor, contiguous and strided (a
-/// transposed view), and over all of a `[len]` one; the first wrong sum, if
-/// any. Burn's `sum_dim`, `mean_dim` and `sum` are such sums; a training
-/// step takes them over every pixel of a batch (batch norm's statistics
-/// and their gradients, the cross-entropy's mean). Mesa's lavapipe ends
-/// the loops of a GPU kernel after 65535 iterations in all (gallivm's
+/// The most values a training step of `model` on a batch of `batch` images
+/// of `size` sums at once: the batch's pixels (the cross-entropy's mean;
+/// batch norm's statistics and their gradients, per channel), or a group
+/// of channels of one image (group norm's, per image and group).
+pub fn longest_sum(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<usize, RunError> {
+    let unet = model.try_init(&Device::flex())?;
+    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
+    let groups = table.layers.iter().filter_map(|layer| match layer.norm {
+        Norm::Group { groups } => {
+            let [_, channels, h, w] = layer.output;
+            Some(
+                (channels / groups.max(1))
+                    .saturating_mul(h)
+                    .saturating_mul(w),
+            )
+        }
+        Norm::Batch | Norm::None => None,
+    });
+    Ok(groups.fold(pixels, usize::max))
+}
+
+/// The longest sum [`wrong_sum`] tries: 2^22 values, whose four rows take
+/// 64 MiB (within what GPUs bind at once) and are exact in `f32`.
+pub const LONGEST_TRIED: usize = 1 << 22;
+
+/// A sum a device got wrong: how many ones it summed, and what it gave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WrongSum {
+    /// Ones summed.
+    pub len: usize,
+    /// The sum the device gave.
+    pub got: f32,
+}
+
+/// What `device` gives for sums of `len` ones (at most [`LONGEST_TRIED`]):
+/// along the rows of a `[4, len]` tensor, contiguous and strided (a
+/// transposed view), and over all of a `[len]` one; the first wrong sum.
+/// Burn's `sum_dim`, `mean_dim` and `sum` are such sums ([`longest_sum`]
+/// says how long a training step's are). Mesa's lavapipe ends the loops
+/// of a GPU kernel after 65535 iterations in all (gallivm's
 /// `LP_MAX_TGSI_LOOP_ITERATIONS`), so CubeCL 0.11.3's reductions, one
 /// invocation a row, come out short from about 65536 values: a strided sum
 /// of 65536 ones gives 65532, a contiguous one (four values an iteration)
 /// at most 262128.
-pub fn wrong_sum(len: usize, device: &Device) -> Option<f32> {
+///
+/// # Errors
+/// The device's own, where it fails to compute or read the sums.
+pub fn wrong_sum(len: usize, device: &Device) -> Result<Option<WrongSum>, RunError> {
     const ROWS: usize = 4;
-    let len = len.clamp(1, 1 << 24);
+    let len = len.clamp(1, LONGEST_TRIED);
     let device = device.clone().inner();
-    let contiguous = Tensor::<2>::ones([ROWS, len], &device).sum_dim(1);
-    let strided = Tensor::<2>::ones([len, ROWS], &device)
-        .transpose()
-        .sum_dim(1);
-    let whole = Tensor::<1>::ones([len], &device).sum();
-    let sums = Tensor::cat(
-        vec![contiguous.reshape([ROWS]), strided.reshape([ROWS]), whole],
-        0,
-    )
-    .try_into_vec_as::<f32>()
-    .ok()?;
-    let exact = len as f32;
-    sums.into_iter().find(|&sum| sum != exact)
+    let sums = crate::guard::catch(|| {
+        let contiguous = Tensor::<2>::ones([ROWS, len], &device).sum_dim(1);
+        let strided = Tensor::<2>::ones([len, ROWS], &device)
+            .transpose()
+            .sum_dim(1);
+        let whole = Tensor::<1>::ones([len], &device).sum();
+        Tensor::cat(
+            vec![contiguous.reshape([ROWS]), strided.reshape([ROWS]), whole],
+            0,
+        )
+        .try_into_vec_as::<f32>()
+        .map_err(|err| err.to_string())
+    })
+    .and_then(|read| read)
+    .map_err(|reason| RunError::Device(format!("summing {len} values on the GPU: {reason}")))?;
+    Ok(first_wrong(&sums, len).map(|got| WrongSum { len, got }))
+}
+
+/// The first of `sums` that is not `len`.
+fn first_wrong(sums: &[f32], len: usize) -> Option<f32> {
+    sums.iter().copied().find(|&sum| sum != len as f32)
 }
 
 /// The memory the system can give this process now, in bytes (`None` where
@@ -186,12 +231,32 @@ mod tests {
     }
 
     /// The CPU sums exactly, along either layout; a sum that stops early
-    /// (as lavapipe's strided one does) would be reported.
+    /// (as lavapipe's strided one does) is the one reported.
     #[test]
-    fn a_device_that_sums_exactly_passes() {
-        for len in [1, 65536, 131072, 1 << 20] {
-            assert_eq!(wrong_sum(len, &Device::flex()), None, "{len}");
+    fn a_short_sum_is_found_and_the_cpu_sums_exactly() {
+        assert_eq!(first_wrong(&[8.0, 8.0, 8.0], 8), None);
+        assert_eq!(first_wrong(&[8.0, 8.0, 4.0, 0.0], 8), Some(4.0));
+        for len in [1, 65536, 131072, LONGEST_TRIED] {
+            assert_eq!(wrong_sum(len, &Device::flex()).unwrap(), None, "{len}");
         }
+    }
+
+    /// Batch norm sums over the batch's pixels; group norm over a group of
+    /// one image's channels, which can be longer (8 groups of 32 channels
+    /// at 128x128: 65536 values, where a batch of 2 has 32768 pixels).
+    #[test]
+    fn the_longest_sum_follows_the_norm() {
+        let model = |norm| {
+            UNetConfig::new(1, 2)
+                .with_base_width(32)
+                .with_depth(2)
+                .with_norm(norm)
+        };
+        let longest = |norm| longest_sum(&model(norm), 2, [128, 128]).unwrap();
+        assert_eq!(longest(Norm::Batch), 32768);
+        assert_eq!(longest(Norm::None), 32768);
+        assert_eq!(longest(Norm::Group { groups: 8 }), 65536);
+        assert_eq!(longest(Norm::Group { groups: 32 }), 32768);
     }
 
     #[test]

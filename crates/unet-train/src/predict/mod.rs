@@ -222,10 +222,7 @@ impl Refusal {
         let [h, w] = layout.image;
         let [th, tw] = layout.input;
         let (how, remedy) = match tiling {
-            Tiling::Whole => (
-                format!("in one {th}x{tw} pass"),
-                "cut it into tiles (--tile)",
-            ),
+            Tiling::Whole => (format!("in one {th}x{tw} pass"), "predict it in tiles"),
             Tiling::Window(_) => (
                 format!("in {th}x{tw} tiles, {} at a time", self.batch),
                 "use a smaller --tile or --tile-batch",

@@ -46,8 +46,11 @@ use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
 use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
 use crate::error::RunError;
 use crate::history::{self, EpochRecord};
-use crate::memory::{check_training_fits, device_holds, human, largest_tensor, wrong_sum};
+use crate::memory::{
+    check_training_fits, device_holds, human, largest_tensor, longest_sum, wrong_sum,
+};
 use crate::model_dir::{self, CONFIG_FILE};
+use crate::precision::Precision;
 use crate::predict::segment;
 use crate::render::{samples_grid, write_png};
 
@@ -517,10 +520,10 @@ fn checked_size(
 
 /// Refuses a run on GPU `devices` one of which cannot do its part of the
 /// work (each device its share of a training batch, the first also a
-/// validation batch, which runs there unsplit): hold the step's largest
-/// tensor at once ([`largest_tensor`], [`device_holds`]), and sum over the
-/// batch's pixels right ([`wrong_sum`]: batch norm's statistics and their
-/// gradients, per channel; the cross-entropy's mean).
+/// validation batch, which runs there unsplit, and the `f32` forward pass
+/// of one image that draws the samples): hold the largest tensor at once
+/// ([`largest_tensor`], [`device_holds`]), and get the step's longest sums
+/// right ([`longest_sum`], [`wrong_sum`]).
 fn check_devices(
     config: &RunConfig,
     training: &TrainingConfig,
@@ -531,28 +534,37 @@ fn check_devices(
     if !training.backend.is_gpu() {
         return Ok(());
     }
+    let [h, w] = size;
     let batches = device_batches(training, data, devices);
     for (i, (device, batch)) in devices.iter().zip(batches).enumerate() {
-        let step = format!(
-            "a training step (batch {batch} of {}x{} images",
-            size[0], size[1]
-        );
-        let (layer, bytes) = largest_tensor(&config.model, batch, size, training.precision)?;
-        if !device_holds(bytes, device) {
-            return Err(RunError::TensorTooLarge {
-                what: format!("{step} in {})", training.precision),
-                layer,
-                size: human(bytes),
-                device: device_label(training, i),
-                remedy: "use a smaller --batch-size or image size".into(),
-            });
+        let precision = training.precision;
+        let mut passes = vec![(
+            batch,
+            precision,
+            format!("a training step (batch {batch} of {h}x{w} images in {precision})"),
+        )];
+        if i == 0 {
+            let samples = format!("drawing the validation samples (one {h}x{w} image in f32)");
+            passes.push((1, Precision::F32, samples));
         }
-        let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
-        if let Some(got) = wrong_sum(pixels, device) {
+        for (images, precision, what) in passes {
+            let (layer, bytes) = largest_tensor(&config.model, images, size, precision)?;
+            if !device_holds(bytes, device) {
+                return Err(RunError::TensorTooLarge {
+                    what,
+                    layer,
+                    size: human(bytes),
+                    device: device_label(training, i),
+                    remedy: "use a smaller --batch-size or image size".into(),
+                });
+            }
+        }
+        let longest = longest_sum(&config.model, batch, size)?;
+        if let Some(wrong) = wrong_sum(longest, device)? {
             return Err(RunError::WrongSums {
-                what: format!("{step})"),
-                len: pixels,
-                got,
+                what: format!("a training step (batch {batch} of {h}x{w} images)"),
+                len: wrong.len,
+                got: wrong.got,
                 device: device_label(training, i),
             });
         }
