@@ -155,4 +155,67 @@ impl RunError {
             reason: err.to_string(),
         }
     }
+
+    /// A device's failure, `what` failed and its deepest cause ([`root_cause`]).
+    pub fn device(what: &str, err: impl std::fmt::Display) -> Self {
+        RunError::Device(format!("{what}: {}", root_cause(&err.to_string())))
+    }
+}
+
+/// A CubeCL execution error in a line: what failed and its deepest cause,
+/// without the chain between (several failures at once, the kernels
+/// skipped for them) and the backtrace placeholders. CubeCL 0.11.3 writes
+/// a failure as its summary, then `Caused by:` and an indented cause, as
+/// often as the chain is long.
+pub fn root_cause(message: &str) -> String {
+    let parts: Vec<&str> = message.split("Caused by:").collect();
+    let head = parts[0].trim();
+    let cause = parts[1..].last().map(|last| {
+        last.lines()
+            .map(str::trim)
+            .take_while(|line| !line.starts_with("No backtrace") && !line.starts_with("Asked at"))
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    match cause {
+        Some(cause) if !cause.is_empty() => format!("{head}: {cause}"),
+        _ => head.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text CubeCL 0.11.3 gave for a 240 MB tensor on lavapipe (which
+    /// binds at most 128 MiB), as Burn 0.22.1's read returned it.
+    const ALLOCATION_FAILED: &str = "An error happened during execution
+Caused by:
+  Several failures at once
+Caused by:
+  The bytes were never written (failure #2, still claiming 2 buffer(s))
+  skipped `ReduceKernel`: it needed memory ManagedMemoryId { value: 1 }, which carried the failure
+Caused by:
+  An IO error happened
+Caused by:
+  can't allocate buffer of size: 240000000
+No backtrace available
+Asked at:
+No backtrace available";
+
+    #[test]
+    fn a_device_failure_is_its_summary_and_deepest_cause() {
+        assert_eq!(
+            root_cause(ALLOCATION_FAILED),
+            "An error happened during execution: can't allocate buffer of size: 240000000"
+        );
+        let err = RunError::device("reading tile 3", ALLOCATION_FAILED);
+        assert_eq!(
+            err.to_string(),
+            "the device failed: reading tile 3: An error happened during execution: \
+             can't allocate buffer of size: 240000000"
+        );
+        assert_eq!(root_cause("lost the device"), "lost the device");
+    }
 }

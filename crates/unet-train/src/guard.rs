@@ -1,8 +1,8 @@
 //! Panics inside the libraries this one calls (burn-train, CubeCL), turned
 //! into errors at the boundary where they are called.
 //!
-//! [`catch`] runs a call and returns the first line of the first panic
-//! message raised while it ran, on any thread: burn-train runs its event
+//! [`catch`] runs a call and returns, in a line, the first panic message
+//! raised while it ran, on any thread: burn-train runs its event
 //! store and checkpointer on threads of their own, and the panic that
 //! reaches the caller ("Event store thread crashed") hides the one that
 //! says what went wrong. A program that prints panics from its hook calls
@@ -60,8 +60,8 @@ fn recorded() -> std::sync::MutexGuard<'static, Recorded> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `f`; a panic inside it becomes `Err` with the first line of the
-/// first panic message recorded since it began (or of the panic itself).
+/// Runs `f`; a panic inside it becomes `Err` with, in a line, the first
+/// panic message recorded since it began (or the panic's own).
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let (value, handled) = catch_handled(f)?;
     print_handled(&handled);
@@ -76,7 +76,7 @@ pub fn print_handled(handled: &[String]) {
     }
 }
 
-/// [`catch`], returning with the value the first lines of the panics that
+/// [`catch`], returning with the value the summaries of the panics that
 /// were recorded while `f` ran and that it handled, rather than printing them.
 /// A failure's message is the first recorded off CubeCL's device threads,
 /// else the panic's own, else the first on a device thread; the handled
@@ -96,7 +96,7 @@ pub fn catch_handled<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<String>), Strin
             .iter()
             .filter(|m| m.number >= start)
             .partition(|m| m.device);
-        let text = |ms: Vec<&Message>| ms.into_iter().map(|m| first_line(&m.text)).collect();
+        let text = |ms: Vec<&Message>| ms.into_iter().map(|m| summary(&m.text)).collect();
         let split = (text(mine), text(device));
         if state.active == 0 {
             state.messages.clear();
@@ -108,7 +108,7 @@ pub fn catch_handled<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<String>), Strin
         Err(payload) => Err(mine
             .into_iter()
             .next()
-            .or_else(|| payload_text(payload.as_ref()).map(|own| first_line(&own)))
+            .or_else(|| payload_text(payload.as_ref()).map(|own| summary(&own)))
             .or_else(|| device.into_iter().next())
             .unwrap_or_else(|| "a panic without a message".into())),
     }
@@ -155,7 +155,12 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
 }
 
-fn first_line(message: &str) -> String {
+/// A panic message in a line: its first, or for a CubeCL failure (a chain
+/// of `Caused by:`) the summary and the deepest cause.
+fn summary(message: &str) -> String {
+    if message.contains("Caused by:") {
+        return crate::error::root_cause(message);
+    }
     message
         .lines()
         .next()
@@ -182,6 +187,16 @@ mod tests {
         assert_eq!(catch(|| 7), Ok(7));
         let err = catch(|| -> u8 { panic!("checkpoint 3 is damaged\nsecond line") });
         assert_eq!(err, Err("checkpoint 3 is damaged".to_string()));
+        let err = catch(|| -> u8 {
+            panic!(
+                "called `Result::unwrap()` on an `Err` value: An error happened during execution\n\
+                 Caused by:\n  Several failures at once\nCaused by:\n  can't allocate buffer of \
+                 size: 240000000\nNo backtrace available"
+            )
+        });
+        let expected = "called `Result::unwrap()` on an `Err` value: An error happened during \
+                        execution: can't allocate buffer of size: 240000000";
+        assert_eq!(err, Err(expected.to_string()));
     }
 
     /// Records as a hook would, on this thread or as a device thread's.

@@ -154,7 +154,7 @@ pub fn wrong_sum(len: usize, device: &Device) -> Result<Option<WrongSum>, RunErr
         .map_err(|err| err.to_string())
     })
     .and_then(|read| read)
-    .map_err(|reason| RunError::Device(format!("summing {len} values on the GPU: {reason}")))?;
+    .map_err(|reason| RunError::device(&format!("summing {len} values"), reason))?;
     Ok(first_wrong(&sums, len).map(|got| WrongSum { len, got }))
 }
 

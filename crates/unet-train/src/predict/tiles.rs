@@ -408,7 +408,7 @@ impl Tiler<'_> {
         }
         let mean = sum.expect("at least one transform") / transforms.len() as f32;
         mean.try_into_vec_as::<f32>()
-            .map_err(|err| RunError::Device(err.to_string()))
+            .map_err(|err| RunError::device("computing the logits of a batch of tiles", err))
     }
 }
 
