@@ -22,7 +22,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_with(path, |file| file.write_all(bytes))
 }
 
-/// [`write`] of what `fill` writes, streamed: for files too large to hold
+/// [`write()`] of what `fill` writes, streamed: for files too large to hold
 /// in memory first.
 pub fn write_with(
     path: &Path,

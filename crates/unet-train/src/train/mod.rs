@@ -7,7 +7,7 @@
 //! `model.bpk` (the best epoch's weights) and `samples.png`. The files of
 //! this crate are written atomically ([`crate::atomic`]); burn-train's
 //! checkpoints and metric logs are not, and are checked before a resume
-//! ([`resume`]), so a run killed at any moment resumes from its last
+//! (`resume`), so a run killed at any moment resumes from its last
 //! complete checkpoint and ends as an uninterrupted one would.
 
 mod loader;
