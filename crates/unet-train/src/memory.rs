@@ -4,11 +4,10 @@
 
 use burn::tensor::{Device, Tensor};
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
-use unet::{LayerSummary, Norm, UNetConfig, summary};
-
-use crate::precision::Precision;
+use unet::{LayerSummary, Norm, Summary, UNetConfig, summary};
 
 use crate::error::RunError;
+use crate::precision::Precision;
 
 /// Values kept per activation value in a training step: the forward output
 /// (kept for the backward pass), its gradient, and the temporaries around
@@ -18,14 +17,18 @@ const TRAINING_FACTOR: u64 = 3;
 /// Values per parameter: the weight, its gradient, Adam's two moments.
 const PARAMETER_FACTOR: u64 = 4;
 
+/// The layer shapes of `model` on one image of `size` (`[height, width]`).
+/// Builds the network to read them; Burn creates parameters lazily, so
+/// nothing of its size is allocated.
+fn layer_table(model: &UNetConfig, size: [usize; 2]) -> Result<Summary, RunError> {
+    let unet = model.try_init(&Device::flex())?;
+    Ok(summary(&unet, [1, model.in_channels, size[0], size[1]])?)
+}
+
 /// The estimated peak memory of one training step of `model` on a batch
 /// of `batch` images of `size` (`[height, width]`), in bytes (saturating).
-///
-/// Builds the network to read its shapes; Burn creates parameters lazily,
-/// so nothing of its size is allocated.
 pub fn training_bytes(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<u64, RunError> {
-    let unet = model.try_init(&Device::flex())?;
-    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let table = layer_table(model, size)?;
     let activations = table
         .layers
         .iter()
@@ -55,8 +58,7 @@ pub fn largest_tensor(
     size: [usize; 2],
     precision: Precision,
 ) -> Result<(String, u64), RunError> {
-    let unet = model.try_init(&Device::flex())?;
-    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let table = layer_table(model, size)?;
     let bytes = |layer: &LayerSummary| {
         let value = match (precision, layer.norm) {
             (Precision::F32, _) | (_, Norm::Batch) => 4,
@@ -93,8 +95,7 @@ pub fn device_holds(bytes: u64, device: &Device) -> bool {
 /// batch norm's statistics and their gradients, per channel), or a group
 /// of channels of one image (group norm's, per image and group).
 pub fn longest_sum(model: &UNetConfig, batch: usize, size: [usize; 2]) -> Result<usize, RunError> {
-    let unet = model.try_init(&Device::flex())?;
-    let table = summary(&unet, [1, model.in_channels, size[0], size[1]])?;
+    let table = layer_table(model, size)?;
     let pixels = batch.saturating_mul(size[0]).saturating_mul(size[1]);
     let groups = table.layers.iter().filter_map(|layer| match layer.norm {
         Norm::Group { groups } => {
