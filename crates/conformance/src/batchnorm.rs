@@ -13,8 +13,8 @@ use layers::{BatchNorm, BatchNormConfig};
 use serde::Deserialize;
 
 use crate::{
-    CaseResult, ConformanceError, Failure, GoldenTensor, Report, Tolerance, compare, load_json,
-    rank4, to_data,
+    ConformanceError, Failure, GoldenTensor, Report, Tolerance, compare, load_json, rank4,
+    run_cases, to_data,
 };
 
 /// A file of batch-norm reference cases.
@@ -88,16 +88,12 @@ pub fn load_batchnorm(path: impl AsRef<Path>) -> Result<BnFile, ConformanceError
 
 /// Runs every case of `file` on `device` (autodiff is enabled on it for the gradients).
 pub fn run_batchnorm(file: &BnFile, device: &Device, tolerance: Tolerance) -> Report {
-    let device = device.clone().autodiff();
-    let cases = file
-        .cases
-        .iter()
-        .map(|case| CaseResult {
-            name: case.name.clone(),
-            failures: run_case(case, &device, tolerance).unwrap_or_else(|failure| vec![failure]),
-        })
-        .collect();
-    Report { cases }
+    run_cases(
+        &file.cases,
+        device,
+        |case| &case.name,
+        |case, device| run_case(case, device, tolerance),
+    )
 }
 
 /// A 1-D parameter from a reference vector.

@@ -6,7 +6,9 @@
 //!   configurations and inputs PyTorch refuses, through the [`layers`] crate;
 //! - `bn-golden/1` ([`batchnorm`]): `BatchNorm2d` in training and evaluation
 //!   mode, output, running statistics and the three gradients, through the
-//!   batch norm the U-Net uses.
+//!   batch norm the U-Net uses;
+//! - `pool-golden/1` ([`pool`]): `max_pool2d` with stride = kernel, output and
+//!   input gradient, through the max pooling the U-Net uses.
 //!
 //! The formats: `shared/golden/FORMAT.md` and `BATCHNORM.md` in this
 //! project's workspace. The gradients are those of `L = sum(output * grad_output)`.
@@ -14,9 +16,11 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod pool;
 
 pub use batchnorm::{BnFile, load_batchnorm, run_batchnorm};
 pub use conv::{GoldenCase, GoldenConfig, GoldenFile, GoldenOp, Implementation, load, run, run_in};
+pub use pool::{PoolFile, load_pool, run_pool};
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +33,42 @@ use serde::de::DeserializeOwned;
 pub struct GoldenTensor {
     /// The shape.
     pub shape: Vec<usize>,
-    /// The values, last dimension fastest.
+    /// The values, last dimension fastest. JSON has no NaN or infinities:
+    /// a file writes those as the strings `"nan"`, `"inf"` and `"-inf"`.
+    #[serde(deserialize_with = "values")]
     pub data: Vec<f64>,
+}
+
+/// A value of [`GoldenTensor::data`]: a number, or one of the strings
+/// standing for the values JSON cannot write.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Value {
+    Number(f64),
+    Special(Special),
+}
+
+#[derive(Deserialize)]
+enum Special {
+    #[serde(rename = "nan")]
+    Nan,
+    #[serde(rename = "inf")]
+    Infinity,
+    #[serde(rename = "-inf")]
+    NegInfinity,
+}
+
+fn values<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+    let values = Vec::<Value>::deserialize(deserializer)?;
+    Ok(values
+        .into_iter()
+        .map(|value| match value {
+            Value::Number(v) => v,
+            Value::Special(Special::Nan) => f64::NAN,
+            Value::Special(Special::Infinity) => f64::INFINITY,
+            Value::Special(Special::NegInfinity) => f64::NEG_INFINITY,
+        })
+        .collect())
 }
 
 /// A file that cannot be used.
@@ -73,9 +111,11 @@ pub enum AnyGolden {
     Conv(GoldenFile),
     /// `bn-golden/1`.
     BatchNorm(BnFile),
+    /// `pool-golden/1`.
+    Pool(PoolFile),
 }
 
-/// Reads a reference file, whichever of the two formats its `format` field names.
+/// Reads a reference file, whichever of the formats its `format` field names.
 pub fn load_any(path: impl AsRef<Path>) -> Result<AnyGolden, ConformanceError> {
     let path = path.as_ref();
     #[derive(Deserialize)]
@@ -85,6 +125,7 @@ pub fn load_any(path: impl AsRef<Path>) -> Result<AnyGolden, ConformanceError> {
     let header: Header = load_json(path, "golden", |_: &Header| "golden")?;
     match header.format.as_str() {
         "bn-golden/1" => load_batchnorm(path).map(AnyGolden::BatchNorm),
+        "pool-golden/1" => load_pool(path).map(AnyGolden::Pool),
         _ => load(path).map(AnyGolden::Conv),
     }
 }
@@ -100,7 +141,27 @@ pub fn run_any(
     match golden {
         AnyGolden::Conv(file) => run(file, device, implementation, tolerance),
         AnyGolden::BatchNorm(file) => run_batchnorm(file, device, tolerance),
+        AnyGolden::Pool(file) => run_pool(file, device, tolerance),
     }
+}
+
+/// Runs `run` on every case with `device`'s autodiff form (for the
+/// gradients): one entry per case, named by `name`.
+pub(crate) fn run_cases<C>(
+    cases: &[C],
+    device: &burn::tensor::Device,
+    name: impl Fn(&C) -> &str,
+    run: impl Fn(&C, &burn::tensor::Device) -> Result<Vec<Failure>, Failure>,
+) -> Report {
+    let device = device.clone().autodiff();
+    let cases = cases
+        .iter()
+        .map(|case| CaseResult {
+            name: name(case).to_string(),
+            failures: run(case, &device).unwrap_or_else(|failure| vec![failure]),
+        })
+        .collect();
+    Report { cases }
 }
 
 /// Reads a reference file of `format` (its `format` field must say so).
@@ -301,12 +362,18 @@ pub(crate) fn compare(
     };
     let (mut bad, mut max_abs, mut max_rel) = (0, 0f64, 0f64);
     for (&g, &r) in got.iter().zip(&expected.data) {
-        let err = (g as f64 - r).abs();
-        if err.is_nan() || err > tolerance.abs + tolerance.rel * r.abs() {
+        let g = g as f64;
+        // NaN where the reference has NaN, and equal infinities, are exact;
+        // any other value against a NaN or an infinity is wrong.
+        let exact = (g.is_nan() && r.is_nan()) || g == r;
+        let err = if exact { 0.0 } else { (g - r).abs() };
+        let outside =
+            !r.is_finite() || err.is_nan() || err > tolerance.abs + tolerance.rel * r.abs();
+        if !exact && outside {
             bad += 1;
         }
         max_abs = max_abs.max(if err.is_nan() { f64::INFINITY } else { err });
-        if r.abs() > 0.01 {
+        if r.abs() > 0.01 && r.is_finite() {
             max_rel = max_rel.max(err / r.abs());
         }
     }

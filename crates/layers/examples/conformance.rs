@@ -1,5 +1,6 @@
 //! Runs a file of PyTorch reference cases through the layers: convolutions
-//! (`conv-golden/1`) or batch norm (`bn-golden/1`), told apart by the file.
+//! (`conv-golden/1`), batch norm (`bn-golden/1`) or max pooling
+//! (`pool-golden/1`), told apart by the file.
 //!
 //! ```text
 //! cargo run -p layers --example conformance -- FILE [--backend flex|ndarray|wgpu|vulkan] [--upconv]

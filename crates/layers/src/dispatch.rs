@@ -1,6 +1,6 @@
-//! The one place that decides which implementation computes a convolution
-//! or a batch norm. The layers call [`conv2d`] or [`conv_transpose2d_full`]
-//! ([`batch_norm_train`], [`batch_norm`]) and add their bias
+//! The one place that decides which implementation computes a convolution,
+//! a batch norm or a max pooling. The layers call [`conv2d`] or [`conv_transpose2d_full`]
+//! ([`batch_norm_train`], [`batch_norm`], [`max_pool2d`]) and add their bias
 //! themselves ([`crate::ops::add_bias`]), whatever computed the product:
 //!
 //! | the input tensor | engine |
@@ -30,9 +30,9 @@
 
 use burn::tensor::module::{
     batch_norm as burn_batch_norm, batch_norm_train as burn_batch_norm_train, conv_transpose2d,
-    conv2d as burn_conv2d,
+    conv2d as burn_conv2d, max_pool2d as burn_max_pool2d,
 };
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, MaxPoolOptions};
 use burn::tensor::{DType, Tensor, activation};
 
 use crate::{cpu, lowering};
@@ -119,6 +119,25 @@ pub(crate) fn conv_transpose2d_full(
             None,
             ConvTransposeOptions::new(stride, [0, 0], [0, 0], dilation, groups),
         ),
+    }
+}
+
+/// The maximum of each `kernel` window of `x`, windows side by side
+/// (stride = kernel, no padding, floor). On the CPU backends the kernels of
+/// [`crate::cpu`] (half-precision inputs in `f32`: exact, a maximum is one of
+/// the values); elsewhere Burn's `max_pool2d`.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`
+/// - output: `[n, c, h / kh, w / kw]`
+pub(crate) fn max_pool2d(x: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
+    let dtype = x.dtype();
+    if is_half(dtype) && cpu::on_cpu(&x) {
+        max_pool2d(x.cast(DType::F32), kernel).cast(dtype)
+    } else if cpu::has_kernels_for(&x) {
+        cpu::max_pool2d(x, kernel)
+    } else {
+        burn_max_pool2d(x, MaxPoolOptions::new(kernel))
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every message names the offending values, so that a user who reads only the
 //! message knows which setting or which input to change.
 
-/// Why a convolution could not be built, or could not run on an input.
+/// Why a layer could not be built, or could not run on an input.
 ///
 /// Configuration errors are returned by `try_init`; input errors by
 /// `try_forward` (and the panicking `init` / `forward` carry the same message).
@@ -169,5 +169,15 @@ pub enum ConvError {
     OneValuePerChannel {
         /// The input's shape, `[batch, channels, height, width]`.
         shape: [usize; 4],
+    },
+
+    /// A pooling window larger than the input in some dimension, so there
+    /// is no whole window (PyTorch: "Output size is too small").
+    #[error("pooling window {kernel:?} is larger than the input {input:?}: no whole window fits")]
+    WindowTooLarge {
+        /// The input's spatial size, `[height, width]`.
+        input: [usize; 2],
+        /// The window, `[height, width]`.
+        kernel: [usize; 2],
     },
 }

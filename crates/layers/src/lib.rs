@@ -18,6 +18,10 @@
 //! | transposed conv as zero insertion + conv | [`UpConv2d`] |
 //! | bilinear upsampling (FCN initialiser) | [`ConvTranspose2dConfig::bilinear_upsampling`] |
 //!
+//! Beside them, the rest of a U-Net's blocks with kernels of their own on
+//! the CPU backends: [`BatchNorm`] (PyTorch's `BatchNorm2d`, with the ReLU
+//! after it fused) and [`max_pool2d`].
+//!
 //! Impossible configurations and inputs are a [`ConvError`], never a panic:
 //! every layer has `try_init` and `try_forward`.
 //!
@@ -50,6 +54,7 @@ pub mod init;
 mod lowering;
 mod ops;
 mod padding;
+mod pool;
 mod separable;
 pub mod shape;
 mod up_conv;
@@ -62,6 +67,7 @@ pub use error::ConvError;
 pub use geometry::ConvGeometry;
 pub use init::WeightInit;
 pub use padding::Padding;
+pub use pool::max_pool2d;
 pub use separable::{
     DepthwiseSeparableConv2d, DepthwiseSeparableConv2dConfig, SpatiallySeparableConv2d,
     SpatiallySeparableConv2dConfig,

@@ -3,8 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::kind::Basic;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::{MaxPoolOptions, PadMode};
+use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 use layers::{Conv2d, Conv2dConfig, ConvError};
 
@@ -233,7 +232,7 @@ impl UNet {
         let mut skips = vec![self.inc.try_forward(input)?];
         for down in &self.downs {
             let above = skips.last().expect("inc output").clone();
-            skips.push(down.conv.try_forward(pool(above))?);
+            skips.push(down.conv.try_forward(layers::max_pool2d(above, [2, 2])?)?);
         }
         let mut x = self
             .dropout
@@ -262,11 +261,6 @@ impl UNet {
         self.try_forward(input)
             .unwrap_or_else(|err| panic!("{err}"))
     }
-}
-
-/// 2x2 max-pooling with stride 2.
-fn pool(x: Tensor<4>) -> Tensor<4> {
-    max_pool2d(x, MaxPoolOptions::new([2, 2]))
 }
 
 /// The centre `[height, width]` of the last two dimensions of `x`: the

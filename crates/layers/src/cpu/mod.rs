@@ -10,8 +10,10 @@
 //! enough channels (`taps`), im2col + one per image and group otherwise
 //! (`kernel`); depthwise convolutions are direct loops (`depthwise`). Batch
 //! norm, with the ReLU after it, is two passes of per-channel loops
-//! (`norm`). They reach Burn through backend extensions: [`CpuConv`] and
-//! [`CpuNorm`] are implemented for `Flex`, `NdArray` and for `Autodiff` over
+//! (`norm`), max pooling one pass forward and one backward (`pool`; Burn's
+//! finds each maximum with a division per value and keeps an `i64` index
+//! per output). They reach Burn through backend extensions: [`CpuConv`],
+//! [`CpuNorm`] and [`CpuPool`] are implemented for `Flex`, `NdArray` and for `Autodiff` over
 //! them, where handwritten backward nodes call the gradient kernels. Other
 //! backends and types keep Burn's kernels: [`has_kernels_for`] says when
 //! this path is taken ([`crate::dispatch`] asks it, and gives half-precision
@@ -24,6 +26,8 @@ mod extension;
 mod kernel;
 mod norm;
 mod norm_extension;
+mod pool;
+mod pool_extension;
 mod rows;
 mod simd;
 mod taps;
@@ -36,6 +40,7 @@ use crate::shape::{conv_output_size, conv_transpose_output_size};
 use extension::CpuConv;
 use kernel::ConvShape;
 use norm_extension::CpuNorm;
+use pool_extension::CpuPool;
 
 /// Whether this module has kernels for convolutions of `input`: `f32`
 /// tensors on the flex or ndarray device, with or without autodiff.
@@ -113,6 +118,20 @@ pub(crate) fn channel_affine(
         scale.into_dispatch(),
         shift.into_dispatch(),
         relu,
+    ))
+}
+
+/// The maximum of each `kernel` window of `x` (`[n, c, h, w]`), windows
+/// side by side (stride = kernel, no padding, floor), PyTorch's maximum
+/// (ties to the first, NaN wins). Call only where [`has_kernels_for`] holds.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`
+/// - output: `[n, c, h / kh, w / kw]`
+pub(crate) fn max_pool2d(x: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuPool>::cpu_max_pool2d(
+        x.into_dispatch(),
+        kernel,
     ))
 }
 
