@@ -565,53 +565,64 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
 /// The weight gradient as a sum over images: `per_image(b, dwt, scratch,
 /// parallelism)` adds image `b`'s part to `dwt`, the gradient transposed
 /// per group (`[groups, K, c_out/g]`, row `c * kh * kw + tap`), with a
-/// scratch buffer of `scratch_len` values. Images run in parallel, each
-/// thread summing into its own `dwt`, when [`split`] says so; the result is
-/// the sum, transposed into `[c_out, c_in/g, kh, kw]`.
+/// scratch buffer of `scratch_len` values. When [`split`] runs images in
+/// parallel, each thread sums a contiguous run of images into its own
+/// `dwt`; the runs' sums are added in order, so the result does not depend
+/// on which thread ran what. The result is the sum, transposed into
+/// `[c_out, c_in/g, kh, kw]`.
 pub(super) fn accumulate_weight_grad(
     shape: &ConvShape,
     scratch_len: usize,
     per_image: impl Fn(usize, &mut [f32], &mut [f32], Parallelism) + Sync,
 ) -> Vec<f32> {
-    let (k, go) = (shape.taps(), shape.group_out());
     let len = shape.weight_len();
     if shape.batch == 0 || shape.pixels_out() == 0 {
         return vec![0.0; len];
     }
     let (over_images, parallelism) = split(shape.batch);
-    let dwt = if over_images {
-        (0..shape.batch)
-            .into_par_iter()
-            .fold(
-                || (vec![0.0; len], Scratch::take(scratch_len)),
-                |(mut dwt, mut scratch), b| {
-                    per_image(b, &mut dwt, &mut scratch, parallelism);
-                    (dwt, scratch)
-                },
-            )
-            .map(|(dwt, _)| dwt)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
-            .expect("batch is not empty")
+    let runs = if over_images {
+        rayon::current_num_threads().min(shape.batch)
     } else {
+        1
+    };
+    let per_run = shape.batch.div_ceil(runs);
+    let sum_run = |run: usize| {
         let mut dwt = vec![0.0; len];
         let mut scratch = Scratch::take(scratch_len);
-        for b in 0..shape.batch {
+        for b in run * per_run..((run + 1) * per_run).min(shape.batch) {
             per_image(b, &mut dwt, &mut scratch, parallelism);
         }
         dwt
     };
+    let sums: Vec<Vec<f32>> = if runs == 1 {
+        vec![sum_run(0)]
+    } else {
+        (0..runs).into_par_iter().map(sum_run).collect()
+    };
     let mut dw = vec![0.0; len];
-    for (dw, dwt) in dw.chunks_exact_mut(go * k).zip(dwt.chunks_exact(k * go)) {
-        for (tap, row) in dwt.chunks_exact(go).enumerate() {
-            for (co, value) in row.iter().enumerate() {
-                dw[co * k + tap] = *value;
+    let (k, go) = (shape.taps(), shape.group_out());
+    for (g, dw) in dw.chunks_exact_mut(go * k).enumerate() {
+        let parts: Vec<&[f32]> = sums.iter().map(|s| &s[g * k * go..][..k * go]).collect();
+        transpose_sum(&parts, [k, go], dw);
+    }
+    dw
+}
+
+/// `dst` (`[cols, rows]`) = the transpose of the sum of `parts` (each
+/// `[rows, cols]`, added in order), in tiles that stay in the first-level
+/// cache: the rows are thousands of values apart in `dst`.
+fn transpose_sum(parts: &[&[f32]], [rows, cols]: [usize; 2], dst: &mut [f32]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    let at = r * cols + c;
+                    dst[c * rows + r] = parts.iter().fold(0.0, |sum, part| sum + part[at]);
+                }
             }
         }
     }
-    dw
 }
 
 #[cfg(test)]
