@@ -122,6 +122,16 @@ impl ConvShape {
             && self.output == self.input
     }
 
+    /// Whether the taps are 2x2 patches side by side (kernel = stride = 2,
+    /// no dilation, no padding; the U-Net's up-convolution is the adjoint of
+    /// such a convolution): then `cols(x)` only reorders `x`'s pixels.
+    fn is_2x2_patches(&self) -> bool {
+        self.kernel == [2, 2]
+            && self.stride == [2, 2]
+            && self.dilation == [1, 1]
+            && self.padding == [0, 0]
+    }
+
     /// The input coordinate offset of tap `i` along `axis`.
     pub(crate) fn offset(&self, axis: usize, i: usize) -> isize {
         (i * self.dilation[axis]) as isize - self.padding[axis] as isize
@@ -130,6 +140,9 @@ impl ConvShape {
 
 /// Fills `cols` (`[K, oh*ow]`) from the channels of group `group` of one image `x` (`[c_in, h, w]`).
 fn im2col(shape: &ConvShape, x: &[f32], group: usize, cols: &mut [f32]) {
+    if shape.is_2x2_patches() {
+        return im2col_2x2(shape, x, group, cols);
+    }
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let [kh, kw] = shape.kernel;
@@ -179,9 +192,56 @@ fn group_cols<'a>(
     }
 }
 
+/// [`im2col`] for 2x2 patches side by side ([`ConvShape::is_2x2_patches`]):
+/// each input row's pixels dealt alternately to the rows of taps `(i, 0)`
+/// and `(i, 1)`, pairs zipped so that the copy is a vector loop.
+fn im2col_2x2(shape: &ConvShape, x: &[f32], group: usize, cols: &mut [f32]) {
+    let (w, [oh, ow]) = (shape.input[1], shape.output);
+    let (p, gi) = (oh * ow, shape.group_in());
+    let planes = x[group * gi * shape.input[0] * w..].chunks_exact(shape.input[0] * w);
+    for (plane, taps) in planes.zip(cols.chunks_exact_mut(4 * p)) {
+        let (top, bottom) = taps.split_at_mut(2 * p);
+        for (i, taps) in [top, bottom].into_iter().enumerate() {
+            let (even, odd) = taps.split_at_mut(p);
+            let rows = even.chunks_exact_mut(ow).zip(odd.chunks_exact_mut(ow));
+            for (oy, (even, odd)) in rows.enumerate() {
+                let src = &plane[(2 * oy + i) * w..][..2 * ow];
+                for ((e, o), pair) in even.iter_mut().zip(odd).zip(src.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im_add`] for 2x2 patches side by side: the adjoint of
+/// [`im2col_2x2`], the rows of taps `(i, 0)` and `(i, 1)` interleaved back
+/// into an input row.
+fn col2im_add_2x2(shape: &ConvShape, cols: &[f32], group: usize, dx: &mut [f32]) {
+    let (w, [oh, ow]) = (shape.input[1], shape.output);
+    let (p, gi) = (oh * ow, shape.group_in());
+    let planes = dx[group * gi * shape.input[0] * w..].chunks_exact_mut(shape.input[0] * w);
+    for (plane, taps) in planes.zip(cols.chunks_exact(4 * p)) {
+        for (i, taps) in taps.chunks_exact(2 * p).enumerate() {
+            let (even, odd) = taps.split_at(p);
+            let rows = even.chunks_exact(ow).zip(odd.chunks_exact(ow));
+            for (oy, (even, odd)) in rows.enumerate() {
+                let dst = &mut plane[(2 * oy + i) * w..][..2 * ow];
+                for ((pair, e), o) in dst.chunks_exact_mut(2).zip(even).zip(odd) {
+                    pair[0] += e;
+                    pair[1] += o;
+                }
+            }
+        }
+    }
+}
+
 /// Adds `cols` (`[K, oh*ow]`) back into the channels of group `group` of one
 /// image gradient `dx` (`[c_in, h, w]`): the adjoint of [`im2col`].
 fn col2im_add(shape: &ConvShape, cols: &[f32], group: usize, dx: &mut [f32]) {
+    if shape.is_2x2_patches() {
+        return col2im_add_2x2(shape, cols, group, dx);
+    }
     let [h, w] = shape.input;
     let [oh, ow] = shape.output;
     let [kh, kw] = shape.kernel;
@@ -785,6 +845,22 @@ pub(crate) mod tests {
                 kernel: [1, 1],
                 padding: [0, 0],
                 groups: 2,
+                ..base
+            },
+            // 2x2 patches side by side (the up-convolution's adjoint), on
+            // an odd height, then an odd width, that no patch covers whole.
+            ConvShape {
+                kernel: [2, 2],
+                stride: [2, 2],
+                padding: [0, 0],
+                ..base
+            },
+            ConvShape {
+                kernel: [2, 2],
+                stride: [2, 2],
+                padding: [0, 0],
+                groups: 2,
+                input: [8, 11],
                 ..base
             },
         ]);
