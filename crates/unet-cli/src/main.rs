@@ -4,7 +4,6 @@
 
 mod args;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
     // CubeCL's device threads, which reach their callers as errors.
     std::panic::set_hook(Box::new(|info| {
         if !unet_train::guard::record(info) && !unet_train::guard::on_device_thread() {
-            eprintln!("unet: internal error: {info}");
+            unet_train::errln!("unet: internal error: {info}");
         }
     }));
     let cli = match parse_args() {
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("unet: {}", one_line(&err.to_string()));
+            unet_train::errln!("unet: {}", one_line(&err.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -71,7 +70,7 @@ fn parse_args() -> Result<Cli, ExitCode> {
         .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
-    eprintln!("unet: {}", one_line(&reason.join("\n")));
+    unet_train::errln!("unet: {}", one_line(&reason.join("\n")));
     Err(ExitCode::FAILURE)
 }
 
@@ -167,12 +166,12 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
         &device,
         &mut |event| match event {
             Event::Tiles { input, done, total } => progress.update(input, done, total),
-            Event::Done(prediction) => println!("{}", prediction_line(prediction)),
+            Event::Done(prediction) => unet_train::outln!("{}", prediction_line(prediction)),
             Event::Failed(failure) if folder => {
-                eprintln!(
+                unet_train::errln!(
                     "unet: {}: not segmented: {}",
                     failure.input.display(),
-                    failure.error
+                    one_line(&failure.error.to_string())
                 )
             }
             Event::Failed(_) => {}
@@ -185,7 +184,7 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
         // One image: its error is the one line.
         return Err(report.failed.into_iter().next().expect("one failure").error);
     }
-    eprintln!(
+    unet_train::errln!(
         "unet: {} of {} images failed; the masks of the other {} are in {}",
         report.failed.len(),
         report.failed.len() + report.done.len(),
@@ -260,12 +259,11 @@ impl TileProgress {
         }
         self.last = Some(now);
         let left = (now - started).as_secs_f64() * (total - done) as f64 / done as f64;
-        println!(
+        unet_train::outln!(
             "  {}: tile {done}/{total} ({:.0}%), about {left:.0} s left",
             input.display(),
             100.0 * done as f64 / total as f64
         );
-        let _ = std::io::stdout().flush();
     }
 }
 
@@ -287,12 +285,12 @@ fn run_eval(args: EvalArgs) -> Result<(), RunError> {
         &args.objects.config()?,
         &device,
     )?;
-    print!("{}", scores.table());
+    unet_train::outln!("{}", scores.table().trim_end_matches('\n'));
     if let Some(path) = args.json {
         let json =
             serde_json::to_string_pretty(&scores).map_err(|err| RunError::io(&path, err))? + "\n";
         atomic::write(&path, json.as_bytes()).map_err(|err| RunError::io(&path, err))?;
-        println!("wrote {}", path.display());
+        unet_train::outln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -302,7 +300,7 @@ fn run_import(args: ImportArgs) -> Result<(), RunError> {
         .with_base_width(args.base_width)
         .with_depth(args.depth);
     import::import(&args.weights, model, &args.out)?;
-    println!(
+    unet_train::outln!(
         "wrote {} ({} and {})",
         args.out.display(),
         model_dir::CONFIG_FILE,
@@ -348,7 +346,7 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
     if training.precision != Precision::F32 {
         on.push_str(&format!(" in {}", training.precision));
     }
-    println!(
+    unet_train::outln!(
         "{} {} on {on}: {}, {} epochs, into {}{from}",
         if resume { "resuming" } else { "training" },
         describe(&config.model),
@@ -374,7 +372,7 @@ fn resume_notes(
 ) -> Result<String, RunError> {
     let point = resume_point(config, dir, device)?;
     for damaged in &point.damaged {
-        eprintln!(
+        unet_train::errln!(
             "unet: {} (epoch {}) does not load ({}); falling back to the checkpoint before, \
              later files set aside in {}",
             damaged.file.display(),
@@ -384,7 +382,7 @@ fn resume_notes(
         );
     }
     Ok(if point.epoch == 0 {
-        eprintln!(
+        unet_train::errln!(
             "unet: {}: no complete checkpoint yet; starting again from epoch 1",
             dir.display()
         );
@@ -457,7 +455,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, RunError> {
 
 fn print_report(report: &TrainReport) {
     let best = &report.best;
-    println!(
+    unet_train::outln!(
         "best epoch {} of {}: validation Dice {:.4}, IoU {:.4} (mean over the foreground classes), loss {:.4}",
         best.epoch,
         report.history.len(),
@@ -466,6 +464,6 @@ fn print_report(report: &TrainReport) {
         best.val_loss
     );
     for (path, what) in report.files() {
-        println!("  {:<40} {what}", path.display());
+        unet_train::outln!("  {:<40} {what}", path.display());
     }
 }

@@ -936,3 +936,71 @@ fn a_damaged_metric_log_is_named() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Runs `unet args` with stdout a pipe that is closed after its first line
+/// (as `unet ... | head -1` does), and returns the exit status and stderr;
+/// fails if the program is still running after five minutes.
+fn with_stdout_closed_after_a_line(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(UNET)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            child.kill().unwrap();
+            panic!("unet {args:?} still running 5 min after its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn a_closed_stdout_stops_the_lines_not_the_work() {
+    let root = scratch("closed-stdout");
+    let run = root.join("run");
+    let (status, stderr) = with_stdout_closed_after_a_line(&train_args(&run, &["--epochs", "2"]));
+    assert!(status.success(), "train: {status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(run.join("model.bpk").is_file() && run.join("metrics.csv").is_file());
+    let data = root.join("data");
+    write_dataset(&data, 3, 16);
+    let (images, out) = (data.join("images"), root.join("masks"));
+    let args = [
+        "predict",
+        "--model",
+        path(&run),
+        "--input",
+        path(&images),
+        "--output",
+        path(&out),
+    ];
+    let (status, stderr) = with_stdout_closed_after_a_line(&args);
+    assert!(status.success(), "predict: {status}: {stderr}");
+    for i in 0..3 {
+        assert!(
+            out.join(format!("s{i}_mask.png")).is_file(),
+            "s{i}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -72,7 +72,7 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// line each.
 pub fn print_handled(handled: &[String]) {
     for message in handled {
-        eprintln!("internal error in a call that went on: {message}");
+        crate::errln!("internal error in a call that went on: {message}");
     }
 }
 

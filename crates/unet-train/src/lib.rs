@@ -25,6 +25,7 @@ pub mod allocator;
 pub mod atomic;
 pub mod backend;
 pub mod config;
+pub mod console;
 pub mod data;
 pub mod error;
 pub mod eval;

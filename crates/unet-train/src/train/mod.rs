@@ -645,7 +645,7 @@ fn epoch_sink(
         history.retain(|row| row.epoch < record.epoch);
         history.push(record);
         if plain {
-            println!("{}", epoch_line(&record, epochs));
+            crate::outln!("{}", epoch_line(&record, epochs));
         }
         let written = write_history(&dir, &history);
         if let Err(err) = written {

@@ -151,9 +151,12 @@ impl TrainingProgressLogger for Recorder {
             Some(inner) => inner.update_split(items_processed),
             None if self.last_progress.elapsed() >= PROGRESS_EVERY => {
                 self.last_progress = Instant::now();
-                println!(
+                crate::outln!(
                     "  epoch {}/{} {}: {items_processed}/{} samples",
-                    self.epoch, self.total_epochs, self.split, self.split_items
+                    self.epoch,
+                    self.total_epochs,
+                    self.split,
+                    self.split_items
                 );
             }
             None => {}
