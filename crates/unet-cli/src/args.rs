@@ -568,7 +568,8 @@ pub struct EvalArgs {
     /// object scores).
     #[arg(long)]
     pub data: PathBuf,
-    /// Also write the scores as JSON to this file.
+    /// Also write the scores as JSON to this new file (an existing one is
+    /// refused, not written over).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Score only the images the model's training run held out for

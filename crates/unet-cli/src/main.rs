@@ -269,6 +269,14 @@ impl TileProgress {
 
 fn run_eval(args: EvalArgs) -> Result<(), RunError> {
     let options = args.window.options()?;
+    if let Some(path) = args.json.as_ref().filter(|path| path.exists()) {
+        let what = if path.is_dir() { "folder" } else { "file" };
+        return Err(RunError::option(
+            "--json",
+            path.display(),
+            &format!("a new file: this {what} exists, and unet does not write over it"),
+        ));
+    }
     model_dir::read_config(&args.model)?;
     let device = open(&args.backend)?;
     let model = model_dir::load(&args.model, &device)?;

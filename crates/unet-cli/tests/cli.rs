@@ -120,6 +120,7 @@ fn bad_model_directories_and_inputs_are_one_line_errors() {
     RgbImage::from_pixel(16, 16, Rgb([1, 2, 250]))
         .save(&rgb)
         .unwrap();
+    let masks = root.join("masks");
     fails_with(
         &[
             "predict",
@@ -128,7 +129,7 @@ fn bad_model_directories_and_inputs_are_one_line_errors() {
             "--input",
             path(&rgb),
             "--output",
-            path(&root),
+            path(&masks),
         ],
         &[
             path(&rgb),

@@ -810,7 +810,21 @@ fn predict_refuses_to_write_into_its_input_folder() {
             "--output",
             path(&images),
         ],
-        &["--output", "another folder than --input"],
+        &["--output", "another folder than the images'"],
+    );
+    // One image of the folder, its masks asked for beside it.
+    let one = images.join("s0.png");
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            path(tiny_model()),
+            "--input",
+            path(&one),
+            "--output",
+            path(&images),
+        ],
+        &["--output", "another folder than the images'"],
     );
     assert_eq!(
         std::fs::read_dir(&images).unwrap().count(),
@@ -1002,5 +1016,63 @@ fn a_closed_stdout_stops_the_lines_not_the_work() {
             "s{i}: {stderr}"
         );
     }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn eval_never_writes_over_an_existing_file() {
+    let root = scratch("eval-json");
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    let mine = root.join("mine.json");
+    std::fs::write(&mine, "mine").unwrap();
+    let config = tiny_model().join("config.json");
+    let before = std::fs::read(&config).unwrap();
+    for target in [&mine, &config, &root] {
+        fails_with(
+            &[
+                "eval",
+                "--model",
+                path(tiny_model()),
+                "--data",
+                path(&data),
+                "--json",
+                path(target),
+            ],
+            &["--json", "a new file", "exists"],
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn train_writes_only_into_a_new_or_empty_folder() {
+    let root = scratch("train-out");
+    let folder = root.join("mine");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("metrics.csv"), "mine").unwrap();
+    fails_with(
+        &train_args(&folder, &["--epochs", "1"]),
+        &[
+            "--out",
+            "a folder holding other files",
+            "new or empty folder",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("metrics.csv")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    let file = root.join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    fails_with(&train_args(&file, &["--epochs", "1"]), &["--out", "a file"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    succeeds(&train_args(&empty, &["--epochs", "1"]));
+    assert!(empty.join("model.bpk").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }

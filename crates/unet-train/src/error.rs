@@ -47,6 +47,16 @@ pub enum RunError {
         dir: PathBuf,
     },
 
+    /// A fresh run pointed at a file, or at a folder holding files of
+    /// someone else's, which the run's own files would mix with or replace.
+    #[error("--out {path}: {what}; a run writes into a new or empty folder (choose another --out)")]
+    OutputTaken {
+        /// The path.
+        path: PathBuf,
+        /// What is there: `"a file"`, `"a folder holding other files"`.
+        what: &'static str,
+    },
+
     /// A `--model` or `--resume` folder that is not what it should be.
     #[error("{dir}: {reason}")]
     ModelDir {

@@ -451,15 +451,27 @@ pub struct Failure {
 /// Checks that `output` can take `predict`'s files: not the input folder
 /// (its masks would be read as images next time), not a model directory.
 pub fn check_output(input: &Path, output: &Path) -> Result<(), RunError> {
-    let same = match (input.canonicalize(), output.canonicalize()) {
-        (Ok(a), Ok(b)) => input.is_dir() && a == b,
+    // The folder of the images: --input itself, or the folder of one image.
+    let images = if input.is_dir() {
+        Some(input)
+    } else {
+        input.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+    };
+    let same = match (images.map(Path::canonicalize), output.canonicalize()) {
+        (Some(Ok(a)), Ok(b)) => a == b,
         _ => false,
     };
     if same {
         return Err(RunError::option(
             "--output",
             output.display(),
-            "another folder than --input (the masks would be read as images next time)",
+            "another folder than the images' (the masks would be read as images next time)",
         ));
     }
     if output.join(CONFIG_FILE).exists() {

@@ -618,12 +618,25 @@ fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], RunErro
     Ok([first.height, first.width])
 }
 
-/// A fresh run: `dir` must not hold a run already.
+/// A fresh run: `dir` must be new or an empty folder; one holding a run
+/// already is told to resume.
 fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     if dir.join(CONFIG_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() {
         return Err(RunError::OutputExists {
             dir: dir.to_path_buf(),
         });
+    }
+    let taken = |what| RunError::OutputTaken {
+        path: dir.to_path_buf(),
+        what,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(taken("a file"));
+    }
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(taken("a folder holding other files"));
     }
     std::fs::create_dir_all(dir).map_err(|err| RunError::io(dir, err))?;
     model_dir::write_config(dir, config)
