@@ -1076,3 +1076,67 @@ fn train_writes_only_into_a_new_or_empty_folder() {
     assert!(empty.join("model.bpk").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The reference weights with one value of `tensor` set to NaN.
+fn with_a_nan(tensor: &str, to: &Path) {
+    let bytes = golden("unet_reference.safetensors");
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let mut data = view.data().to_vec();
+            if name == tensor {
+                data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+            (name, view.dtype(), view.shape().to_vec(), data)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        (
+            name.clone(),
+            TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    safetensors::serialize_to_file(views, None, to).unwrap();
+}
+
+#[test]
+fn import_refuses_weights_the_program_cannot_use() {
+    let root = scratch("import-unusable");
+    let weights = root.join("nan.safetensors");
+    with_a_nan("inc.conv1.weight", &weights);
+    let model = root.join("model");
+    let args = |weights: &Path, channels: &'static str| {
+        [
+            "import",
+            "--weights",
+            path(weights),
+            "--in-channels",
+            channels,
+            "--classes",
+            "3",
+            "--base-width",
+            "8",
+            "--depth",
+            "3",
+            "--out",
+            path(&model),
+        ]
+        .map(str::to_string)
+    };
+    let nan = args(&weights, "3");
+    fails_with(
+        &nan.each_ref().map(String::as_str),
+        &[path(&weights), "NaN or infinite", "[8, 3, 3, 3]"],
+    );
+    // Four channels: the layers take them, the program reads no such images.
+    let reference = PathBuf::from(format!("{GOLDEN_UNET}/unet_reference.safetensors"));
+    let four = args(&reference, "4");
+    fails_with(
+        &four.each_ref().map(String::as_str),
+        &["4 image channels", "only 1 (grayscale) and 3 (RGB)"],
+    );
+    assert!(!model.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -415,6 +415,10 @@ impl RunConfig {
             training.validate()?;
         }
         self.model.validate()?;
+        let channels = self.model.in_channels;
+        if !matches!(channels, 1 | 3) {
+            return Err(DataError::Channels { channels }.into());
+        }
         let classes = self.model.num_classes;
         if !(2..=MAX_CLASSES).contains(&classes) {
             return Err(RunError::option(

@@ -36,9 +36,14 @@ pub fn write_config(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
 /// Reads `dir/config.json`.
 pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
     if !dir.is_dir() {
+        let reason = if dir.exists() {
+            "a file, not a model directory"
+        } else {
+            "no such directory"
+        };
         return Err(RunError::ModelDir {
             dir: dir.to_path_buf(),
-            reason: "no such directory".into(),
+            reason: reason.into(),
         });
     }
     let path = dir.join(CONFIG_FILE);
@@ -59,7 +64,10 @@ pub fn read_config(dir: &Path) -> Result<RunConfig, RunError> {
             ),
         });
     }
-    config.validate()?;
+    config.validate().map_err(|err| RunError::ModelDir {
+        dir: dir.to_path_buf(),
+        reason: format!("{CONFIG_FILE}: {err}"),
+    })?;
     Ok(config)
 }
 
