@@ -23,15 +23,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Negative numbers are values (`--threshold -0.1` is refused with its
+// range, not taken for an option `-0`).
 #[derive(Subcommand)]
 pub enum Command {
     /// Train a U-Net (default: synthetic shapes, flex CPU backend).
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Predict masks for an image or a folder of images.
+    #[command(allow_negative_numbers = true)]
     Predict(PredictArgs),
     /// Score a model on a labelled folder (Dice, IoU, pixel accuracy).
+    #[command(allow_negative_numbers = true)]
     Eval(EvalArgs),
     /// Turn PyTorch weights of the reference U-Net into a model directory.
+    #[command(allow_negative_numbers = true)]
     Import(ImportArgs),
 }
 

@@ -216,7 +216,7 @@ fn prediction_line(p: &Prediction) -> String {
     if let Some((labels, outlines, count)) = &p.instances {
         files.push(labels.display().to_string());
         files.push(outlines.display().to_string());
-        shares.push(format!("{count} objects"));
+        shares.push(plural(*count, "object"));
     }
     format!(
         "{} -> {} ({}; {})",
@@ -355,7 +355,7 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
         on.push_str(&format!(" in {}", training.precision));
     }
     unet_train::outln!(
-        "{} {} on {on}: {}, {} epochs, into {}{from}",
+        "{} {} on {on}: {}, {}, into {}{from}",
         if resume { "resuming" } else { "training" },
         describe(&config.model),
         match &training.data {
@@ -363,7 +363,7 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
                 format!("{samples} synthetic {size}x{size} images"),
             DataSource::Folder { dir } => dir.display().to_string(),
         },
-        training.epochs,
+        plural(training.epochs, "epoch"),
         dir.display()
     );
     let report = train(&config, &dir, resume, Progress::Auto)?;
@@ -473,5 +473,14 @@ fn print_report(report: &TrainReport) {
     );
     for (path, what) in report.files() {
         unet_train::outln!("  {:<40} {what}", path.display());
+    }
+}
+
+/// `1 epoch`, `2 epochs`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }

@@ -508,7 +508,7 @@ fn instances_are_trained_on_predicted_and_scored() {
         "--min-size",
         "4",
     ]);
-    assert!(stdout.contains(" objects"), "{stdout}");
+    assert!(stdout.contains(" object"), "{stdout}");
     let mut counts = unet_train::instances::InstanceCounts::default();
     for i in 0..6 {
         let labels = image::open(out.join(format!("s{i}_labels.png"))).unwrap();

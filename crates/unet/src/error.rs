@@ -16,7 +16,9 @@ pub enum UNetError {
     /// In `Valid` mode, an input size that cannot pass through the network.
     #[error(
         "input size {size:?} cannot pass a valid-padding U-Net of depth {depth}; \
-         nearest valid sizes: height {height:?}, width {width:?}"
+         nearest valid sizes: height {}, width {}",
+        crate::shape::nearest_sizes_text(*height),
+        crate::shape::nearest_sizes_text(*width)
     )]
     InvalidInputSize {
         /// The input's `[height, width]`.

@@ -36,6 +36,6 @@ pub use config::{
 pub use error::{ConfigError, UNetError};
 pub use loss::{cross_entropy, dice_loss, focal_loss, tversky_loss, weighted_cross_entropy};
 pub use model::{Down, UNet, Up, center_crop};
-pub use shape::{nearest_valid_input_sizes, output_size, valid_output_size};
+pub use shape::{nearest_sizes_text, nearest_valid_input_sizes, output_size, valid_output_size};
 pub use summary::{LayerSummary, Summary, summary};
 pub use weights::{PYTORCH_KEY_MAP, load_pytorch_weights};

@@ -56,6 +56,18 @@ pub fn valid_output_size(config: &UNetConfig, input: usize) -> Option<usize> {
     Some(size)
 }
 
+/// Sizes of [`nearest_valid_input_sizes`] as words: `556 or 572`, `188
+/// (none below)`, `556 (none above)`, `none`.
+pub fn nearest_sizes_text([below, above]: [Option<usize>; 2]) -> String {
+    match (below, above) {
+        (Some(below), Some(above)) if below == above => below.to_string(),
+        (Some(below), Some(above)) => format!("{below} or {above}"),
+        (None, Some(above)) => format!("{above} (none below)"),
+        (Some(below), None) => format!("{below} (none above)"),
+        (None, None) => "none".into(),
+    }
+}
+
 /// The nearest sizes at or below and above `input` that pass a `Valid`
 /// network (`[below, above]`; `None` where there is none within 4096 pixels).
 pub fn nearest_valid_input_sizes(config: &UNetConfig, input: usize) -> [Option<usize>; 2] {
@@ -101,7 +113,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "input size [570, 572] cannot pass a valid-padding U-Net of depth 4; \
-             nearest valid sizes: height [Some(556), Some(572)], width [Some(572), Some(588)]"
+             nearest valid sizes: height 556 or 572, width 572 or 588"
         );
     }
 

@@ -237,7 +237,7 @@ fn bad_inputs_and_configurations_are_errors() {
     assert_eq!(
         err.to_string(),
         "input size [31, 44] cannot pass a valid-padding U-Net of depth 2; \
-         nearest valid sizes: height [None, Some(44)], width [Some(44), Some(48)]"
+         nearest valid sizes: height 44 (none below), width 44 or 48"
     );
 
     for (config, expected) in [

@@ -58,7 +58,8 @@ pub enum DataError {
     /// A mask value that is not a class index (nor 255 in a binary mask).
     #[error(
         "{path}: mask value {value} at (x {x}, y {y}) is not a class index below {classes} \
-         (binary masks may use 0 and 255)"
+         (binary masks may use 0 and 255){}",
+        ids_hint(*distinct, *classes)
     )]
     MaskValue {
         /// The mask.
@@ -71,6 +72,8 @@ pub enum DataError {
         y: u32,
         /// The number of classes.
         classes: usize,
+        /// How many distinct values the mask holds.
+        distinct: usize,
     },
     /// A channel count other than 1 (grayscale) or 3 (RGB).
     #[error("{channels} image channels asked for: only 1 (grayscale) and 3 (RGB) are supported")]
@@ -174,4 +177,18 @@ pub enum DataError {
         "--border-weight needs instance labels: a labels/ folder of 16-bit images with one id per object"
     )]
     NoLabels,
+}
+
+/// For a mask with a value that is not a class: a hint when it holds more
+/// distinct values than the classes (and a binary mask's 255), as a mask
+/// of object ids does.
+fn ids_hint(distinct: usize, classes: usize) -> String {
+    if distinct > classes + 1 {
+        format!(
+            "; it holds {distinct} distinct values: if they are object ids, put the masks in \
+             labels/ or train with --masks instances"
+        )
+    } else {
+        String::new()
+    }
 }

@@ -160,6 +160,7 @@ impl RawMask {
             x: (index % width) as u32,
             y: (index / width) as u32,
             classes,
+            distinct: distinct.len(),
         }
     }
 }
@@ -281,6 +282,26 @@ mod tests {
             err,
             DataError::InstancesNeedTwoClasses { classes: 3 }
         ));
+        // A tile with a dozen objects: the value is named, with the hint.
+        let few = RawMask {
+            values: (0..100).map(|i| i % 13).collect(),
+            ..mask
+        };
+        let err = few.classes(path, 2, MaskKind::Classes).unwrap_err();
+        assert!(
+            matches!(err, DataError::MaskValue { value: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("13 distinct values"), "{err}");
+        assert!(err.to_string().contains("labels/"), "{err}");
+        // A binary mask with one stray value: no hint.
+        let stray = RawMask {
+            values: (0..100).map(|i| [0, 255, 7][i % 3]).collect(),
+            width: 10,
+            height: 10,
+        };
+        let err = stray.classes(path, 2, MaskKind::Classes).unwrap_err();
+        assert!(!err.to_string().contains("distinct"), "{err}");
     }
 
     #[test]

@@ -403,10 +403,7 @@ pub fn input_files(input: &Path) -> Result<Vec<PathBuf>, RunError> {
         return Ok(vec![input.to_path_buf()]);
     }
     if !input.is_dir() {
-        return Err(DataError::MissingDir {
-            path: input.to_path_buf(),
-        }
-        .into());
+        return Err(RunError::io(input, "no such image or folder"));
     }
     let files = files_by_stem(input, &IMAGE_EXTENSIONS)?;
     if files.is_empty() {

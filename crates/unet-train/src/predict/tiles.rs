@@ -135,12 +135,13 @@ impl Layout {
         let mut origins: [Vec<usize>; 2] = Default::default();
         for a in 0..2 {
             let out = valid_output_size(config, tile[a]).ok_or_else(|| {
-                let [below, above] = unet::nearest_valid_input_sizes(config, tile[a]);
+                let nearest = unet::nearest_valid_input_sizes(config, tile[a]);
                 RunError::option(
                     "--tile",
                     tile[a],
                     &format!(
-                        "a size the valid-padding network takes (nearest: {below:?}, {above:?})"
+                        "a size the valid-padding network takes (nearest: {})",
+                        unet::nearest_sizes_text(nearest)
                     ),
                 )
             })?;

@@ -108,7 +108,10 @@ impl RunData {
         if dataset.len() < 2 {
             return Err(RunError::Option {
                 name: "--data".into(),
-                value: format!("{:?}", training.data),
+                value: match &training.data {
+                    DataSource::Folder { dir } => dir.display().to_string(),
+                    DataSource::Synthetic { .. } => "synthetic".into(),
+                },
                 expected: "a dataset of at least 2 images (training and validation)".into(),
             });
         }
