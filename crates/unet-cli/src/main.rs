@@ -343,7 +343,18 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
     let devices = training.open_devices()?;
     let device = &devices[0];
     let from = if resume {
-        resume_notes(&config, &dir, device)?
+        let (from, epoch) = resume_notes(&config, &dir, device)?;
+        // The weights file is the last a run writes: with it and every
+        // epoch checkpointed, there is nothing left to do.
+        if epoch >= training.epochs && dir.join(model_dir::WEIGHTS_FILE).is_file() {
+            unet_train::outln!(
+                "{}: the run finished all {}; nothing to resume",
+                dir.display(),
+                plural(training.epochs, "epoch")
+            );
+            return Ok(());
+        }
+        from
     } else {
         String::new()
     };
@@ -372,12 +383,12 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
 }
 
 /// Says on stderr which checkpoints a resumed run passes over and why; returns
-/// where it resumes, for the first line.
+/// where it resumes, for the first line, and the last epoch checkpointed.
 fn resume_notes(
     config: &RunConfig,
     dir: &Path,
     device: &burn::tensor::Device,
-) -> Result<String, RunError> {
+) -> Result<(String, usize), RunError> {
     let point = resume_point(config, dir, device)?;
     for damaged in &point.damaged {
         unet_train::errln!(
@@ -389,7 +400,7 @@ fn resume_notes(
             dir.join(SUPERSEDED_DIR).display()
         );
     }
-    Ok(if point.epoch == 0 {
+    let from = if point.epoch == 0 {
         unet_train::errln!(
             "unet: {}: no complete checkpoint yet; starting again from epoch 1",
             dir.display()
@@ -397,7 +408,8 @@ fn resume_notes(
         String::from(", from epoch 1")
     } else {
         format!(", from epoch {}", point.epoch + 1)
-    })
+    };
+    Ok((from, point.epoch))
 }
 
 fn describe(model: &UNetConfig) -> String {

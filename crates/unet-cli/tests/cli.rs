@@ -415,6 +415,14 @@ fn runs_killed_at_any_moment_resume_to_the_same_end() {
         }
         assert_same_metrics(&metrics(&whole), &metrics(&killed), moment);
     }
+    // A finished run: nothing to do, and nothing rewritten.
+    let weights = std::fs::read(whole.join("model.bpk")).unwrap();
+    let stdout = succeeds(&["train", "--resume", path(&whole)]);
+    assert!(
+        stdout.contains("finished all 4 epochs; nothing to resume"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(whole.join("model.bpk")).unwrap(), weights);
     let _ = std::fs::remove_dir_all(&root);
 }
 
