@@ -184,13 +184,17 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
         // One image: its error is the one line.
         return Err(report.failed.into_iter().next().expect("one failure").error);
     }
-    unet_train::errln!(
-        "unet: {} of {} images failed; the masks of the other {} are in {}",
-        report.failed.len(),
-        report.failed.len() + report.done.len(),
-        report.done.len(),
-        args.output.display()
-    );
+    if report.done.is_empty() {
+        unet_train::errln!("unet: all {} images failed", report.failed.len());
+    } else {
+        unet_train::errln!(
+            "unet: {} of {} images failed; the masks of the other {} are in {}",
+            report.failed.len(),
+            report.failed.len() + report.done.len(),
+            report.done.len(),
+            args.output.display()
+        );
+    }
     Ok(ExitCode::FAILURE)
 }
 

@@ -98,6 +98,17 @@ fn broken_folders_are_clear_errors() {
         format!("{}: no such directory", missing.display())
     );
 
+    let dir = scratch("no-targets");
+    write(&dir.join("images/a.png"), 8, 8, 10);
+    std::fs::remove_dir(dir.join("masks")).unwrap();
+    assert_eq!(
+        error(&dir),
+        format!(
+            "{}: neither masks/ (class masks) nor labels/ (instance labels) is there",
+            dir.display()
+        )
+    );
+
     let dir = scratch("no-mask");
     write(&dir.join("images/a.png"), 8, 8, 10);
     assert_eq!(

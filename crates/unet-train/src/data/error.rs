@@ -11,6 +11,12 @@ pub enum DataError {
         /// The folder.
         path: PathBuf,
     },
+    /// A dataset folder with neither `masks/` nor `labels/`.
+    #[error("{path}: neither masks/ (class masks) nor labels/ (instance labels) is there")]
+    NoTargets {
+        /// The dataset folder.
+        path: PathBuf,
+    },
     /// A folder without any image.
     #[error("{path}: no .png, .jpg or .tif images")]
     NoImages {

@@ -141,7 +141,9 @@ pub fn image_mask_pairs(dir: &Path) -> Result<Vec<ImageMaskPair>, DataError> {
     }
     let (masks_dir, labels_dir) = (dir.join("masks"), dir.join("labels"));
     if !masks_dir.is_dir() && !labels_dir.is_dir() {
-        return Err(DataError::MissingDir { path: masks_dir });
+        return Err(DataError::NoTargets {
+            path: dir.to_path_buf(),
+        });
     }
     let images = files_by_stem(&images_dir, &IMAGE_EXTENSIONS)?;
     if images.is_empty() {

@@ -471,6 +471,13 @@ pub fn check_output(input: &Path, output: &Path) -> Result<(), RunError> {
             "another folder than the images' (the masks would be read as images next time)",
         ));
     }
+    if output.exists() && !output.is_dir() {
+        return Err(RunError::option(
+            "--output",
+            output.display(),
+            "a folder (this is a file)",
+        ));
+    }
     if output.join(CONFIG_FILE).exists() {
         return Err(RunError::option(
             "--output",
