@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageBuffer, ImageReader};
 use serde::{Deserialize, Serialize};
 
 use super::{DataError, MAX_DECODED_BYTES};
@@ -318,8 +318,49 @@ pub fn channels_of(image: &DynamicImage) -> usize {
     if image.color().has_color() { 3 } else { 1 }
 }
 
+/// Whether an image stored in colour holds only grays (`R = G = B` in
+/// every pixel): a palette of grays, a grayscale picture saved as RGB.
+/// Images of floats are not looked into.
+pub(crate) fn is_gray(image: &DynamicImage) -> bool {
+    fn equal<T: PartialEq + Copy>(values: &[T], stride: usize) -> bool {
+        values
+            .chunks_exact(stride)
+            .all(|p| p[0] == p[1] && p[1] == p[2])
+    }
+    match image {
+        DynamicImage::ImageRgb8(b) => equal(b.as_raw(), 3),
+        DynamicImage::ImageRgba8(b) => equal(b.as_raw(), 4),
+        DynamicImage::ImageRgb16(b) => equal(b.as_raw(), 3),
+        DynamicImage::ImageRgba16(b) => equal(b.as_raw(), 4),
+        _ => false,
+    }
+}
+
+/// An [`is_gray`] image as grayscale at its own bit depth: each pixel's
+/// first sample (all three are equal; alpha, which never counts, dropped).
+fn as_grayscale(image: &DynamicImage) -> DynamicImage {
+    fn first<T: Copy>(values: &[T], stride: usize) -> Vec<T> {
+        values.chunks_exact(stride).map(|p| p[0]).collect()
+    }
+    let (w, h) = (image.width(), image.height());
+    let gray8 = |values| {
+        DynamicImage::ImageLuma8(ImageBuffer::from_raw(w, h, values).expect("w x h values"))
+    };
+    let gray16 = |values| {
+        DynamicImage::ImageLuma16(ImageBuffer::from_raw(w, h, values).expect("w x h values"))
+    };
+    match image {
+        DynamicImage::ImageRgb8(b) => gray8(first(b.as_raw(), 3)),
+        DynamicImage::ImageRgba8(b) => gray8(first(b.as_raw(), 4)),
+        DynamicImage::ImageRgb16(b) => gray16(first(b.as_raw(), 3)),
+        DynamicImage::ImageRgba16(b) => gray16(first(b.as_raw(), 4)),
+        other => other.clone(),
+    }
+}
+
 /// Opens an image file as the network's input: decoded, checked to have
-/// `channels` channels (grayscale for 1, colour for 3), resized to
+/// `channels` channels (grayscale for 1, colour for 3; a colour image whose
+/// every pixel is gray is read as grayscale for 1), resized to
 /// `resize x resize` (bilinear) if asked, normalised by `normalize`. Also
 /// returns the file's own `[width, height]`.
 pub fn open_image(
@@ -331,9 +372,11 @@ pub fn open_image(
     if channels != 1 && channels != 3 {
         return Err(DataError::Channels { channels });
     }
-    let image = decode(path)?;
+    let mut image = decode(path)?;
     let found = channels_of(&image);
-    if found != channels {
+    if found == 3 && channels == 1 && is_gray(&image) {
+        image = as_grayscale(&image);
+    } else if found != channels {
         return Err(DataError::ChannelMismatch {
             path: path.to_path_buf(),
             found,
@@ -402,6 +445,42 @@ mod tests {
         for (v, want) in values.iter().zip(expected) {
             assert!((v - want).abs() < 1e-7, "{values:?}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn gray_pixels_stored_in_colour_are_grayscale_for_a_grayscale_model() {
+        let dir = std::env::temp_dir().join(format!("unet-image-gray-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let gray = dir.join("gray.png");
+        image::RgbImage::from_fn(3, 1, |x, _| image::Rgb([x as u8 * 100; 3]))
+            .save(&gray)
+            .unwrap();
+        let (values, _) = read_image(&gray, 1, None, Normalize::Divide).unwrap();
+        assert_eq!(values, [0.0, 100.0 / 255.0, 200.0 / 255.0]);
+        let deep = dir.join("gray16.png");
+        ImageBuffer::<image::Rgba<u16>, Vec<u16>>::from_raw(
+            2,
+            1,
+            vec![7, 7, 7, 9, 65535, 65535, 65535, 0],
+        )
+        .unwrap()
+        .save(&deep)
+        .unwrap();
+        let (values, _) = read_image(&deep, 1, None, Normalize::Divide).unwrap();
+        assert_eq!(values, [7.0 / 65535.0, 1.0]);
+        // For an RGB model it stays three channels; one coloured pixel
+        // keeps it colour for a grayscale model.
+        let (values, _) = read_image(&gray, 3, None, Normalize::Divide).unwrap();
+        assert_eq!(values.len(), 9);
+        let colour = dir.join("colour.png");
+        image::RgbImage::from_fn(3, 1, |x, _| image::Rgb([x as u8, x as u8, 1]))
+            .save(&colour)
+            .unwrap();
+        assert!(matches!(
+            read_image(&colour, 1, None, Normalize::Divide),
+            Err(DataError::ChannelMismatch { found: 3, .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
