@@ -184,6 +184,13 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
         // One image: its error is the one line.
         return Err(report.failed.into_iter().next().expect("one failure").error);
     }
+    report_failures(&report, &args.output);
+    Ok(ExitCode::FAILURE)
+}
+
+/// The last line of a folder's prediction where images failed: how many,
+/// and where the others' masks are.
+fn report_failures(report: &predict::PredictReport, output: &Path) {
     if report.done.is_empty() {
         unet_train::errln!("unet: all {} images failed", report.failed.len());
     } else {
@@ -192,10 +199,9 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
             report.failed.len(),
             report.failed.len() + report.done.len(),
             report.done.len(),
-            args.output.display()
+            output.display()
         );
     }
-    Ok(ExitCode::FAILURE)
 }
 
 fn open(backend: &BackendArgs) -> Result<burn::tensor::Device, RunError> {
@@ -347,21 +353,22 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
     let devices = training.open_devices()?;
     let device = &devices[0];
     let from = if resume {
-        let (from, epoch) = resume_notes(&config, &dir, device)?;
-        // The weights file is the last a run writes: with it and every
-        // epoch checkpointed, there is nothing left to do.
-        if epoch >= training.epochs && dir.join(model_dir::WEIGHTS_FILE).is_file() {
-            unet_train::outln!(
-                "{}: the run finished all {}; nothing to resume",
-                dir.display(),
-                plural(training.epochs, "epoch")
-            );
-            return Ok(());
+        match resume_notes(&config, &dir, device)? {
+            Some(from) => from,
+            None => return Ok(()),
         }
-        from
     } else {
         String::new()
     };
+    announce(&config, &dir, resume, &from)?;
+    let report = train(&config, &dir, resume, Progress::Auto)?;
+    print_report(&report);
+    Ok(())
+}
+
+/// The first line of a run: what is trained, on what, from what, into where.
+fn announce(config: &RunConfig, dir: &Path, resume: bool, from: &str) -> Result<(), RunError> {
+    let training = config.training()?;
     let mut on = match &training.devices {
         Some(list) => format!("{} (devices {})", training.backend, devices_text(list)),
         None => training.backend.to_string(),
@@ -381,19 +388,28 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
         plural(training.epochs, "epoch"),
         dir.display()
     );
-    let report = train(&config, &dir, resume, Progress::Auto)?;
-    print_report(&report);
     Ok(())
 }
 
 /// Says on stderr which checkpoints a resumed run passes over and why; returns
-/// where it resumes, for the first line, and the last epoch checkpointed.
+/// where it resumes, for the first line, or `None` for a run that finished
+/// (every epoch checkpointed and its weights file, the last a run writes,
+/// there), which is left as it is.
 fn resume_notes(
     config: &RunConfig,
     dir: &Path,
     device: &burn::tensor::Device,
-) -> Result<(String, usize), RunError> {
+) -> Result<Option<String>, RunError> {
     let point = resume_point(config, dir, device)?;
+    let epochs = config.training()?.epochs;
+    if point.epoch >= epochs && dir.join(model_dir::WEIGHTS_FILE).is_file() {
+        unet_train::outln!(
+            "{}: the run finished all {}; nothing to resume",
+            dir.display(),
+            plural(epochs, "epoch")
+        );
+        return Ok(None);
+    }
     for damaged in &point.damaged {
         unet_train::errln!(
             "unet: {} (epoch {}) does not load ({}); falling back to the checkpoint before, \
@@ -404,7 +420,7 @@ fn resume_notes(
             dir.join(SUPERSEDED_DIR).display()
         );
     }
-    let from = if point.epoch == 0 {
+    Ok(Some(if point.epoch == 0 {
         unet_train::errln!(
             "unet: {}: no complete checkpoint yet; starting again from epoch 1",
             dir.display()
@@ -412,8 +428,7 @@ fn resume_notes(
         String::from(", from epoch 1")
     } else {
         format!(", from epoch {}", point.epoch + 1)
-    };
-    Ok((from, point.epoch))
+    }))
 }
 
 fn describe(model: &UNetConfig) -> String {

@@ -356,6 +356,18 @@ type Moment = (&'static str, Box<dyn Fn(&Path) -> bool>);
 /// between epochs) and resumed, a
 /// run ends as the uninterrupted one, and never trains again an epoch
 /// whose checkpoint was complete.
+/// The epochs of the files in a run's checkpoint folder (`model-3.bpk`, ...).
+fn checkpoint_epochs(run: &Path) -> std::collections::BTreeSet<usize> {
+    std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let (_, epoch) = name.trim_end_matches(".bpk").split_once('-').unwrap();
+            epoch.parse().unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn runs_killed_at_any_moment_resume_to_the_same_end() {
     let root = scratch("resume");
@@ -414,6 +426,15 @@ fn runs_killed_at_any_moment_resume_to_the_same_end() {
             );
         }
         assert_same_metrics(&metrics(&whole), &metrics(&killed), moment);
+        // The last two epochs and the best, whichever process wrote them.
+        for run in [&whole, &killed] {
+            let epochs = checkpoint_epochs(run);
+            assert!(
+                epochs.contains(&3) && epochs.contains(&4) && epochs.len() <= 3,
+                "{moment}: checkpoints of epochs {epochs:?} kept in {}",
+                run.display()
+            );
+        }
     }
     // A finished run: nothing to do, and nothing rewritten.
     let weights = std::fs::read(whole.join("model.bpk")).unwrap();

@@ -1072,6 +1072,7 @@ fn train_writes_only_into_a_new_or_empty_folder() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
     let empty = root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join(".gitkeep"), "").unwrap();
     succeeds(&train_args(&empty, &["--epochs", "1"]));
     assert!(empty.join("model.bpk").is_file());
     let _ = std::fs::remove_dir_all(&root);

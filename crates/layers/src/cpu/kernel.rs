@@ -122,14 +122,17 @@ impl ConvShape {
             && self.output == self.input
     }
 
-    /// Whether the taps are 2x2 patches side by side (kernel = stride = 2,
-    /// no dilation, no padding; the U-Net's up-convolution is the adjoint of
-    /// such a convolution): then `cols(x)` only reorders `x`'s pixels.
+    /// Whether the taps are 2x2 patches side by side inside the input
+    /// (kernel = stride = 2, no dilation, no padding before, and none after
+    /// that a patch reaches: the output is the input's half; the U-Net's
+    /// up-convolution is the adjoint of such a convolution): then `cols(x)`
+    /// only reorders `x`'s pixels.
     fn is_2x2_patches(&self) -> bool {
         self.kernel == [2, 2]
             && self.stride == [2, 2]
             && self.dilation == [1, 1]
             && self.padding == [0, 0]
+            && self.output == [self.input[0] / 2, self.input[1] / 2]
     }
 
     /// The input coordinate offset of tap `i` along `axis`.
@@ -872,6 +875,15 @@ pub(crate) mod tests {
             output: [base.input[0] + 2, base.input[1] + 1],
             ..base
         });
+        // 2x2 patches with padding only after the input: the last patches
+        // reach into it (7 rows + 1 -> 4, 6 columns + 1 -> 3).
+        shapes.push(ConvShape {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            output: [4, 3],
+            ..base
+        });
         shapes
     }
 
@@ -879,6 +891,34 @@ pub(crate) mod tests {
     fn forward_and_gradients_are_the_definitions() {
         for shape in shapes() {
             check_kernels(&shape, forward, input_grad, Some(weight_grad));
+        }
+    }
+
+    #[test]
+    fn weight_gradient_sums_uneven_runs_of_images_the_same_every_time() {
+        // Batch 5 on 2 threads: runs of 3 and 2 images, their sums added
+        // and transposed per group.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for shape in with_outputs(&[
+            ConvShape { batch: 5, ..BASE },
+            ConvShape {
+                batch: 5,
+                groups: 2,
+                ..BASE
+            },
+        ]) {
+            pool.install(|| {
+                check_kernels(&shape, forward, input_grad, Some(weight_grad));
+                let x = values(shape.batch * shape.input_len(), 1);
+                let dy = values(shape.batch * shape.output_len(), 3);
+                let first = weight_grad(&shape, &x, &dy);
+                for _ in 0..3 {
+                    assert_eq!(weight_grad(&shape, &x, &dy), first, "{shape:?}");
+                }
+            });
         }
     }
 

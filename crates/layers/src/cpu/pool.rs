@@ -10,6 +10,9 @@
 //! rather than keeping an index per output (Burn keeps an `i64` tensor of
 //! them): the input is kept for the backward pass either way.
 //!
+//! The gradient written at a maximum is `0.0 + g`, as PyTorch adds it
+//! into zeros (a gradient of -0.0 arrives as +0.0).
+//!
 //! Planes run in parallel, each compiled for the widest vector instructions
 //! the CPU has ([`Level`]).
 
@@ -171,7 +174,7 @@ fn input_grad_plane(plane: &[f32], dy: &[f32], dx: &mut [f32], windows: Windows)
         } else {
             for (ox, &g) in dy.iter().enumerate() {
                 let at = window_max(window(rows, w, [kh, kw], ox)).1;
-                grads[(at / kw) * w + ox * kw + at % kw] = g;
+                grads[(at / kw) * w + ox * kw + at % kw] = 0.0 + g;
             }
         }
     }
@@ -187,7 +190,8 @@ fn grads_2x2([top, bottom]: [&[f32]; 2], dy: &[f32], [grad_top, grad_bottom]: [&
         .chunks_exact_mut(2)
         .zip(grad_bottom.chunks_exact_mut(2));
     for ((&g, (t, b)), (gt, gb)) in dy.iter().zip(pairs).zip(grad_pairs) {
-        let [a, c, d, e] = argmax_2x2([t[0], t[1], b[0], b[1]]).map(|at| if at { g } else { 0.0 });
+        let [a, c, d, e] =
+            argmax_2x2([t[0], t[1], b[0], b[1]]).map(|at| if at { 0.0 + g } else { 0.0 });
         [gt[0], gt[1], gb[0], gb[1]] = [a, c, d, e];
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::data::dataset::{Dataset, DatasetError};
 
 use super::mask::{MaskKind, read_raw_mask};
-use super::pixels::{channels_of, decode, is_gray, read_image};
+use super::pixels::{channels_of, decode, read_image};
 use super::{DataError, Sample};
 use crate::config::Preprocess;
 
@@ -79,8 +79,7 @@ impl FolderDataset {
     }
 
     /// The channel count of the images of `dir/images`: 1 if the first image
-    /// (by name) is grayscale (or gray pixels stored in colour), 3 if it is
-    /// in colour.
+    /// (by name) is grayscale, 3 if it is in colour.
     pub fn detect_channels(dir: impl AsRef<Path>) -> Result<usize, DataError> {
         let images_dir = dir.as_ref().join("images");
         if !images_dir.is_dir() {
@@ -91,12 +90,7 @@ impl FolderDataset {
             .values()
             .next()
             .ok_or(DataError::NoImages { path: images_dir })?;
-        let image = decode(first)?;
-        Ok(if is_gray(&image) {
-            1
-        } else {
-            channels_of(&image)
-        })
+        Ok(channels_of(&decode(first)?))
     }
 
     /// The file stem of each sample, in order (not valid UTF-8 replaced).

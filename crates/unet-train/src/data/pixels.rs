@@ -321,7 +321,7 @@ pub fn channels_of(image: &DynamicImage) -> usize {
 /// Whether an image stored in colour holds only grays (`R = G = B` in
 /// every pixel): a palette of grays, a grayscale picture saved as RGB.
 /// Images of floats are not looked into.
-pub(crate) fn is_gray(image: &DynamicImage) -> bool {
+fn is_gray(image: &DynamicImage) -> bool {
     fn equal<T: PartialEq + Copy>(values: &[T], stride: usize) -> bool {
         values
             .chunks_exact(stride)

@@ -621,8 +621,8 @@ fn check_input(config: &RunConfig, data: &RunData) -> Result<[usize; 2], RunErro
     Ok([first.height, first.width])
 }
 
-/// A fresh run: `dir` must be new or an empty folder; one holding a run
-/// already is told to resume.
+/// A fresh run: `dir` must be new or an empty folder (hidden files aside);
+/// one holding a run already is told to resume.
 fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     if dir.join(CONFIG_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() {
         return Err(RunError::OutputExists {
@@ -636,8 +636,11 @@ fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     if dir.exists() && !dir.is_dir() {
         return Err(taken("a file"));
     }
-    if let Ok(mut entries) = std::fs::read_dir(dir)
-        && entries.next().is_some()
+    // Hidden files (`.gitkeep`, `.DS_Store`) do not count.
+    if let Ok(entries) = std::fs::read_dir(dir)
+        && entries
+            .flatten()
+            .any(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
     {
         return Err(taken("a folder holding other files"));
     }
@@ -712,8 +715,32 @@ fn checkpoint_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(CHECKPOINT_DIR).join(format!("model-{epoch}.bpk"))
 }
 
+/// Removes the checkpoint files (`model-N.bpk`, `optim-N.bpk`,
+/// `scheduler-N.bpk`) of the epochs not in `keep`. burn-train keeps the last
+/// two and the best as it goes, but a resumed run's checkpointer never saw
+/// the epochs before it, whose files would stay for good. A file that cannot
+/// be removed stays: the run's results are written already.
+fn prune_checkpoints(dir: &Path, keep: &[usize]) {
+    let Ok(entries) = std::fs::read_dir(dir.join(CHECKPOINT_DIR)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let epoch = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".bpk"))
+            .and_then(|n| n.split_once('-'))
+            .filter(|(kind, _)| matches!(*kind, "model" | "optim" | "scheduler"))
+            .and_then(|(_, epoch)| epoch.parse::<usize>().ok());
+        if epoch.is_some_and(|e| !keep.contains(&e)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes the end products: `model.bpk` from the best epoch, the curves,
-/// and `samples.png`.
+/// and `samples.png`, then keeps only the checkpoints of the last two
+/// epochs and the best.
 fn finish(
     config: &RunConfig,
     data: &RunData,
@@ -747,6 +774,8 @@ fn finish(
     write_png(&dir.join(SAMPLES_FILE), samples_grid(&rows))?;
     write_history(dir, &history)?;
     model_dir::write_weights(dir, unet)?;
+    let last_two = history.iter().rev().take(2).map(|r| r.epoch);
+    prune_checkpoints(dir, &last_two.chain([best.epoch]).collect::<Vec<_>>());
     Ok(TrainReport {
         dir: dir.to_path_buf(),
         history,
