@@ -192,7 +192,9 @@ fn run_predict(args: PredictArgs) -> Result<ExitCode, RunError> {
 /// and where the others' masks are.
 fn report_failures(report: &predict::PredictReport, output: &Path) {
     if report.done.is_empty() {
-        unet_train::errln!("unet: all {} images failed", report.failed.len());
+        let failed = report.failed.len();
+        let all = if failed > 1 { "all " } else { "" };
+        unet_train::errln!("unet: {all}{} failed", plural(failed, "image"));
     } else {
         unet_train::errln!(
             "unet: {} of {} images failed; the masks of the other {} are in {}",

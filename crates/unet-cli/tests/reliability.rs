@@ -1141,3 +1141,40 @@ fn import_refuses_weights_the_program_cannot_use() {
     assert!(!model.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn predict_writes_over_its_own_files_only() {
+    let root = scratch("own-files");
+    let data = root.join("data");
+    write_dataset(&data, 2, 16);
+    let (images, out) = (data.join("images"), root.join("masks"));
+    let args = [
+        "predict",
+        "--model",
+        path(tiny_model()),
+        "--input",
+        path(&images),
+        "--output",
+        path(&out),
+    ];
+    succeeds(&args);
+    // Again: its own files are written over.
+    succeeds(&args);
+    // A file of the user's under one of the names: that image is refused
+    // before anything of it is written, the other goes on.
+    let mine = out.join("s1_overlay.png");
+    std::fs::remove_file(out.join("s1_mask.png")).unwrap();
+    std::fs::copy(images.join("s1.png"), &mine).unwrap();
+    let before = std::fs::read(&mine).unwrap();
+    let run = unet(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(path(&mine)) && stderr.contains("not written by unet predict"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&mine).unwrap(), before);
+    assert!(!out.join("s1_mask.png").exists(), "nothing of s1 written");
+    assert!(out.join("s0_mask.png").is_file());
+    let _ = std::fs::remove_dir_all(&root);
+}

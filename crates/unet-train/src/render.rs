@@ -32,8 +32,29 @@ pub enum RowFormat {
     Rgb8,
 }
 
+/// The PNG text chunk (keyword, text) that marks the files `predict`
+/// writes, so that a later run knows which files it may write over.
+const MADE_BY: (&str, &str) = ("Software", "unet predict");
+
+/// Whether `path` is a PNG file that `predict` wrote ([`MADE_BY`] among its
+/// text chunks). Unreadable files, other images and other files are not.
+pub fn made_by_predict(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(reader) = png::Decoder::new(std::io::BufReader::new(file)).read_info() else {
+        return false;
+    };
+    reader
+        .info()
+        .uncompressed_latin1_text
+        .iter()
+        .any(|chunk| (chunk.keyword.as_str(), chunk.text.as_str()) == MADE_BY)
+}
+
 /// Writes a `width x height` PNG atomically, row by row: `row(y, buffer)`
-/// fills an emptied buffer with row `y`. The image is never held whole.
+/// fills an emptied buffer with row `y`. The image is never held whole. The
+/// file carries [`MADE_BY`].
 pub fn write_png_rows(
     path: &Path,
     [width, height]: [usize; 2],
@@ -53,6 +74,9 @@ pub fn write_png_rows(
         let mut encoder = png::Encoder::new(file, w, h);
         encoder.set_color(color);
         encoder.set_depth(depth);
+        encoder
+            .add_text_chunk(MADE_BY.0.into(), MADE_BY.1.into())
+            .map_err(std::io::Error::other)?;
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
         let mut stream = writer.stream_writer().map_err(std::io::Error::other)?;
         let mut buffer = Vec::new();

@@ -23,7 +23,9 @@ use crate::instances::instances_of;
 use crate::memory::{device_holds, human, largest_tensor};
 use crate::model_dir::{CONFIG_FILE, TrainedModel};
 use crate::precision::Precision;
-use crate::render::{RowFormat, display_row, instance_row, mask_value, tint, write_png_rows};
+use crate::render::{
+    RowFormat, display_row, instance_row, made_by_predict, mask_value, tint, write_png_rows,
+};
 
 /// The most memory one forward pass of an automatic layout may take:
 /// larger images are cut into tiles that fit.
@@ -506,6 +508,7 @@ pub fn predict_file(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Prediction, RunError> {
     let classes = model.config.model.num_classes;
+    check_not_users(output, path, options, classes)?;
     let (result, source) = segment_image(model, path, options, device, progress)?;
     let size = result.size;
     // The picture overlays are drawn on: the image as read, unless the
@@ -552,6 +555,46 @@ pub fn predict_file(
     })
 }
 
+/// The suffixes of the probability files of `classes` classes, with the
+/// class of each: the foreground's alone for two classes, every class's
+/// otherwise.
+fn probability_suffixes(classes: usize) -> Vec<(usize, String)> {
+    if classes == 2 {
+        vec![(1, "_prob.png".into())]
+    } else {
+        (0..classes).map(|c| (c, format!("_prob{c}.png"))).collect()
+    }
+}
+
+/// Refuses to predict `path` where one of the files it would write exists
+/// and is not one `predict` wrote (a file of the user's with that name),
+/// before anything is computed or written.
+fn check_not_users(
+    output: &Path,
+    path: &Path,
+    options: &PredictOptions,
+    classes: usize,
+) -> Result<(), RunError> {
+    let mut suffixes = vec!["_mask.png".to_string(), "_overlay.png".to_string()];
+    if options.instances.is_some() {
+        suffixes.extend(["_labels.png".to_string(), "_instances.png".to_string()]);
+    }
+    if options.probabilities {
+        suffixes.extend(probability_suffixes(classes).into_iter().map(|(_, s)| s));
+    }
+    for suffix in suffixes {
+        let file = output_path(output, path, &suffix);
+        if file.exists() && !made_by_predict(&file) {
+            return Err(RunError::io(
+                &file,
+                "exists and was not written by unet predict, so it is not written over \
+                 (move it, or choose another --output)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The mask PNG: 0/255 with two classes, class indices with more.
 fn write_mask(
     path: &Path,
@@ -591,15 +634,8 @@ fn write_probabilities(
     planes: &[Vec<u16>],
     [h, w]: [usize; 2],
 ) -> Result<Vec<PathBuf>, RunError> {
-    let wanted: Vec<(usize, String)> = if planes.len() == 2 {
-        vec![(1, "_prob.png".into())]
-    } else {
-        (0..planes.len())
-            .map(|c| (c, format!("_prob{c}.png")))
-            .collect()
-    };
     let mut files = Vec::new();
-    for (class, suffix) in wanted {
+    for (class, suffix) in probability_suffixes(planes.len()) {
         let file = output_path(output, path, &suffix);
         write_png_rows(&file, [w, h], RowFormat::Gray16, |y, row| {
             row.extend(
