@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Tensor};
 use common::{
-    GOLDEN_UNET, TINY, UNET, fails_with, golden, import, path, scratch, succeeds, tiny_model, unet,
-    write_dataset,
+    GOLDEN_UNET, TINY, UNET, fails_with, golden, import, path, predict_args, scratch, succeeds,
+    tiny_model, unet, write_dataset,
 };
 use image::{GrayImage, ImageBuffer, Luma};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -999,15 +999,7 @@ fn a_closed_stdout_stops_the_lines_not_the_work() {
     let data = root.join("data");
     write_dataset(&data, 3, 16);
     let (images, out) = (data.join("images"), root.join("masks"));
-    let args = [
-        "predict",
-        "--model",
-        path(&run),
-        "--input",
-        path(&images),
-        "--output",
-        path(&out),
-    ];
+    let args = predict_args(&run, &images, &out);
     let (status, stderr) = with_stdout_closed_after_a_line(&args);
     assert!(status.success(), "predict: {status}: {stderr}");
     for i in 0..3 {
@@ -1148,15 +1140,7 @@ fn predict_writes_over_its_own_files_only() {
     let data = root.join("data");
     write_dataset(&data, 2, 16);
     let (images, out) = (data.join("images"), root.join("masks"));
-    let args = [
-        "predict",
-        "--model",
-        path(tiny_model()),
-        "--input",
-        path(&images),
-        "--output",
-        path(&out),
-    ];
+    let args = predict_args(tiny_model(), &images, &out);
     succeeds(&args);
     // Again: its own files are written over.
     succeeds(&args);

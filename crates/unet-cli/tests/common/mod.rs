@@ -94,6 +94,19 @@ pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `unet predict --model M --input I --output O`, as arguments.
+pub fn predict_args<'a>(model: &'a Path, input: &'a Path, output: &'a Path) -> [&'a str; 7] {
+    [
+        "predict",
+        "--model",
+        path(model),
+        "--input",
+        path(input),
+        "--output",
+        path(output),
+    ]
+}
+
 /// A tiny model trained once for all tests of this file.
 pub fn tiny_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
