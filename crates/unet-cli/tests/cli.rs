@@ -356,14 +356,18 @@ type Moment = (&'static str, Box<dyn Fn(&Path) -> bool>);
 /// between epochs) and resumed, a
 /// run ends as the uninterrupted one, and never trains again an epoch
 /// whose checkpoint was complete.
-/// The epochs of the files in a run's checkpoint folder (`model-3.bpk`, ...).
+/// The epochs of the files in a run's checkpoint folder (`model-3.bpk`,
+/// and the temporary files of cut writes, `optim-2.bpk.<id>.tmp`).
 fn checkpoint_epochs(run: &Path) -> std::collections::BTreeSet<usize> {
     std::fs::read_dir(run.join("checkpoint"))
         .unwrap()
         .map(|entry| {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            let (_, epoch) = name.trim_end_matches(".bpk").split_once('-').unwrap();
-            epoch.parse().unwrap()
+            let epoch = name
+                .split_once('-')
+                .and_then(|(_, rest)| rest.split_once(".bpk"))
+                .and_then(|(epoch, _)| epoch.parse().ok());
+            epoch.unwrap_or_else(|| panic!("{name} in {}", run.display()))
         })
         .collect()
 }

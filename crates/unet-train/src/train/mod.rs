@@ -716,23 +716,30 @@ fn checkpoint_file(dir: &Path, epoch: usize) -> PathBuf {
 }
 
 /// Removes the checkpoint files (`model-N.bpk`, `optim-N.bpk`,
-/// `scheduler-N.bpk`) of the epochs not in `keep`. burn-train keeps the last
-/// two and the best as it goes, but a resumed run's checkpointer never saw
-/// the epochs before it, whose files would stay for good. A file that cannot
-/// be removed stays: the run's results are written already.
+/// `scheduler-N.bpk`) of the epochs not in `keep`, and the temporary files
+/// of checkpoint writes a kill cut short (`optim-N.bpk.<id>.tmp`). burn-train
+/// keeps the last two and the best as it goes, but a resumed run's
+/// checkpointer never saw the epochs before it, whose files would stay for
+/// good. A file that cannot be removed stays: the run's results are written
+/// already.
 fn prune_checkpoints(dir: &Path, keep: &[usize]) {
     let Ok(entries) = std::fs::read_dir(dir.join(CHECKPOINT_DIR)) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
         let epoch = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".bpk"))
-            .and_then(|n| n.split_once('-'))
+            .split_once('-')
             .filter(|(kind, _)| matches!(*kind, "model" | "optim" | "scheduler"))
-            .and_then(|(_, epoch)| epoch.parse::<usize>().ok());
-        if epoch.is_some_and(|e| !keep.contains(&e)) {
+            .and_then(|(_, rest)| rest.split_once(".bpk"))
+            .and_then(|(epoch, _)| epoch.parse::<usize>().ok());
+        let Some(epoch) = epoch else {
+            continue;
+        };
+        if !keep.contains(&epoch) || name.ends_with(".tmp") {
             let _ = std::fs::remove_file(entry.path());
         }
     }
