@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Tensor};
 use common::{
-    GOLDEN_UNET, TINY, UNET, fails_with, golden, import, path, predict_args, scratch, succeeds,
-    tiny_model, unet, write_dataset,
+    GOLDEN_UNET, TINY, UNET, fails_with, golden, import, import_args, path, predict_args, scratch,
+    succeeds, tiny_model, unet, write_dataset,
 };
 use image::{GrayImage, ImageBuffer, Luma};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -49,46 +49,50 @@ fn one_class_is_refused_before_anything_runs() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// The reference weights with every f32 tensor stored as `dtype`.
-fn convert(dtype: Dtype, to: &Path) {
+/// The reference weights rewritten to `to`, each tensor's `(dtype, bytes)`
+/// given by `rewrite(name, view)`.
+fn rewrite_reference(to: &Path, rewrite: impl Fn(&str, &TensorView) -> (Dtype, Vec<u8>)) {
     let bytes = golden("unet_reference.safetensors");
     let file = SafeTensors::deserialize(&bytes).unwrap();
-    let converted: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+    let rewritten: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            if view.dtype() != Dtype::F32 {
-                return (
-                    name,
-                    view.dtype(),
-                    view.shape().to_vec(),
-                    view.data().to_vec(),
-                );
-            }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            let data: Vec<u8> = match dtype {
-                Dtype::F16 => values
-                    .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
-                    .collect(),
-                Dtype::BF16 => values
-                    .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
-                    .collect(),
-                Dtype::F64 => values.flat_map(|v| f64::from(v).to_le_bytes()).collect(),
-                other => panic!("not a conversion target: {other:?}"),
-            };
+            let (dtype, data) = rewrite(&name, &view);
             (name, dtype, view.shape().to_vec(), data)
         })
         .collect();
-    let views = converted.iter().map(|(name, dtype, shape, data)| {
+    let views = rewritten.iter().map(|(name, dtype, shape, data)| {
         (
             name.clone(),
             TensorView::new(*dtype, shape.clone(), data).unwrap(),
         )
     });
     safetensors::serialize_to_file(views, None, to).unwrap();
+}
+
+/// The reference weights with every f32 tensor stored as `dtype`.
+fn convert(dtype: Dtype, to: &Path) {
+    rewrite_reference(to, |_, view| {
+        if view.dtype() != Dtype::F32 {
+            return (view.dtype(), view.data().to_vec());
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let data: Vec<u8> = match dtype {
+            Dtype::F16 => values
+                .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            Dtype::BF16 => values
+                .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            Dtype::F64 => values.flat_map(|v| f64::from(v).to_le_bytes()).collect(),
+            other => panic!("not a conversion target: {other:?}"),
+        };
+        (dtype, data)
+    });
 }
 
 /// An RGB image for the reference model.
@@ -1072,26 +1076,13 @@ fn train_writes_only_into_a_new_or_empty_folder() {
 
 /// The reference weights with one value of `tensor` set to NaN.
 fn with_a_nan(tensor: &str, to: &Path) {
-    let bytes = golden("unet_reference.safetensors");
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let mut data = view.data().to_vec();
-            if name == tensor {
-                data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-            }
-            (name, view.dtype(), view.shape().to_vec(), data)
-        })
-        .collect();
-    let views = tensors.iter().map(|(name, dtype, shape, data)| {
-        (
-            name.clone(),
-            TensorView::new(*dtype, shape.clone(), data).unwrap(),
-        )
+    rewrite_reference(to, |name, view| {
+        let mut data = view.data().to_vec();
+        if name == tensor {
+            data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        (view.dtype(), data)
     });
-    safetensors::serialize_to_file(views, None, to).unwrap();
 }
 
 #[test]
@@ -1100,34 +1091,14 @@ fn import_refuses_weights_the_program_cannot_use() {
     let weights = root.join("nan.safetensors");
     with_a_nan("inc.conv1.weight", &weights);
     let model = root.join("model");
-    let args = |weights: &Path, channels: &'static str| {
-        [
-            "import",
-            "--weights",
-            path(weights),
-            "--in-channels",
-            channels,
-            "--classes",
-            "3",
-            "--base-width",
-            "8",
-            "--depth",
-            "3",
-            "--out",
-            path(&model),
-        ]
-        .map(str::to_string)
-    };
-    let nan = args(&weights, "3");
     fails_with(
-        &nan.each_ref().map(String::as_str),
+        &import_args(&weights, "3", &model),
         &[path(&weights), "NaN or infinite", "[8, 3, 3, 3]"],
     );
     // Four channels: the layers take them, the program reads no such images.
     let reference = PathBuf::from(format!("{GOLDEN_UNET}/unet_reference.safetensors"));
-    let four = args(&reference, "4");
     fails_with(
-        &four.each_ref().map(String::as_str),
+        &import_args(&reference, "4", &model),
         &["4 image channels", "only 1 (grayscale) and 3 (RGB)"],
     );
     assert!(!model.exists(), "nothing written");

@@ -210,18 +210,20 @@ pub fn check_training_fits(
 mod tests {
     use super::*;
 
+    /// A grayscale two-class U-Net of depth 2.
+    fn model(base_width: usize, norm: Norm) -> UNetConfig {
+        UNetConfig::new(1, 2)
+            .with_base_width(base_width)
+            .with_depth(2)
+            .with_norm(norm)
+    }
+
     /// The full-resolution concatenation (2 images x 32 channels x 64 x 64)
     /// is the largest output; in half precision it takes two bytes a value,
     /// and a batch-normalised output (16 channels) four.
     #[test]
     fn the_largest_tensor_follows_the_precision_and_batch_norm() {
-        let model = |norm| {
-            UNetConfig::new(1, 2)
-                .with_base_width(16)
-                .with_depth(2)
-                .with_norm(norm)
-        };
-        let largest = |norm, precision| largest_tensor(&model(norm), 2, [64, 64], precision);
+        let largest = |norm, precision| largest_tensor(&model(16, norm), 2, [64, 64], precision);
         let values = 2 * 32 * 64 * 64;
         let (layer, bytes) = largest(Norm::Batch, Precision::F32).unwrap();
         assert_eq!((layer.as_str(), bytes), ("ups.1.concat", 4 * values));
@@ -247,13 +249,7 @@ mod tests {
     /// at 128x128: 65536 values, where a batch of 2 has 32768 pixels).
     #[test]
     fn the_longest_sum_follows_the_norm() {
-        let model = |norm| {
-            UNetConfig::new(1, 2)
-                .with_base_width(32)
-                .with_depth(2)
-                .with_norm(norm)
-        };
-        let longest = |norm| longest_sum(&model(norm), 2, [128, 128]).unwrap();
+        let longest = |norm| longest_sum(&model(32, norm), 2, [128, 128]).unwrap();
         assert_eq!(longest(Norm::Batch), 32768);
         assert_eq!(longest(Norm::None), 32768);
         assert_eq!(longest(Norm::Group { groups: 8 }), 65536);

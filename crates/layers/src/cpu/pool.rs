@@ -106,8 +106,9 @@ pub(crate) fn input_grad(x: &[f32], dy: &[f32], windows: Windows) -> Vec<f32> {
 }
 
 /// The maximum of the values of a window in row-major order, and its
-/// position among them. Written as selects, without branches, so that the
-/// loops over windows vectorise.
+/// position among them, written as selects without branches (the 2x2
+/// forward loop vectorises with it; the 2x2 backward one needs
+/// [`argmax_2x2`]'s flags).
 #[inline(always)]
 fn window_max(values: impl IntoIterator<Item = f32>) -> (f32, usize) {
     let (mut max, mut at) = (f32::NEG_INFINITY, 0);

@@ -141,14 +141,15 @@ pub fn write_dataset(dir: &Path, n: usize, size: usize) {
     }
 }
 
-/// `unet import` of `weights` (the reference U-Net's architecture) into `out`.
-pub fn import(weights: &Path, out: &Path) -> String {
-    succeeds(&[
+/// `unet import` of `weights` with the reference U-Net's architecture
+/// (3 classes, base width 8, depth 3) and `in_channels`, into `out`.
+pub fn import_args<'a>(weights: &'a Path, in_channels: &'a str, out: &'a Path) -> [&'a str; 13] {
+    [
         "import",
         "--weights",
         path(weights),
         "--in-channels",
-        "3",
+        in_channels,
         "--classes",
         "3",
         "--base-width",
@@ -157,7 +158,12 @@ pub fn import(weights: &Path, out: &Path) -> String {
         "3",
         "--out",
         path(out),
-    ])
+    ]
+}
+
+/// `unet import` of `weights` (the reference U-Net's architecture) into `out`.
+pub fn import(weights: &Path, out: &Path) -> String {
+    succeeds(&import_args(weights, "3", out))
 }
 
 /// Writes `dir/labels/s<i>.png` (16-bit instance ids) for the images of
