@@ -45,12 +45,20 @@ pub enum Command {
 pub struct BackendArgs {
     /// flex (fast pure-Rust CPU), ndarray (CPU), wgpu (GPU through
     /// Vulkan/Metal/DX12; software Vulkan without one) or vulkan (GPU
-    /// through Vulkan only, kernels in SPIR-V).
-    #[arg(long, default_value = "flex")]
-    pub backend: BackendKind,
+    /// through Vulkan only, kernels in SPIR-V) [default: flex; a resumed
+    /// run: its own].
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
     /// With wgpu or vulkan: the GPU to use, by index among discrete GPUs (default: the preferred adapter).
     #[arg(long)]
     pub device: Option<usize>,
+}
+
+impl BackendArgs {
+    /// The backend asked for, flex where none is.
+    pub fn kind(&self) -> BackendKind {
+        self.backend.unwrap_or(BackendKind::Flex)
+    }
 }
 
 /// The default run's settings: the command line's defaults come from here.
@@ -77,9 +85,11 @@ pub struct TrainArgs {
     /// flex, wgpu and vulkan (a GPU needs the type; for f16 most have it).
     #[arg(long, default_value_t = defaults().precision, conflicts_with = "resume")]
     pub precision: Precision,
-    /// `synthetic` (generated shapes) or a folder with images/ and masks/.
-    #[arg(long, default_value = "synthetic", conflicts_with = "resume")]
-    pub data: String,
+    /// `synthetic` (generated shapes) or a folder with images/ and masks/
+    /// [default: synthetic]. With --resume: where the run's folder is now,
+    /// if it moved (it must hold the same images).
+    #[arg(long)]
+    pub data: Option<String>,
     /// Epochs.
     #[arg(long, default_value_t = defaults().epochs, conflicts_with = "resume")]
     pub epochs: usize,

@@ -207,7 +207,7 @@ fn report_failures(report: &predict::PredictReport, output: &Path) {
 }
 
 fn open(backend: &BackendArgs) -> Result<burn::tensor::Device, RunError> {
-    open_device(backend.backend, backend.device)
+    open_device(backend.kind(), backend.device)
 }
 
 /// What `predict` prints for an image it wrote.
@@ -334,9 +334,10 @@ fn run_train(args: TrainArgs) -> Result<(), RunError> {
         Some(dir) => {
             let mut config = model_dir::read_config(dir)?;
             let training = config.training.as_mut().ok_or(RunError::NotTrainable)?;
-            training.backend = args.backend.backend;
-            training.gpu = args.backend.device;
-            training.devices = args.devices.as_ref().map(|list| list.0.clone());
+            resume_devices(training, &args);
+            if let Some(moved) = &args.data {
+                moved_data(training, moved)?;
+            }
             // The new device settings against the stored ones (a fresh run's
             // settings are checked where they are made, in `train_config`).
             training.validate()?;
@@ -385,12 +386,49 @@ fn announce(config: &RunConfig, dir: &Path, resume: bool, from: &str) -> Result<
         match &training.data {
             DataSource::Synthetic { samples, size } =>
                 format!("{samples} synthetic {size}x{size} images"),
-            DataSource::Folder { dir } => dir.display().to_string(),
+            DataSource::Folder { dir, .. } => dir.display().to_string(),
         },
         plural(training.epochs, "epoch"),
         dir.display()
     );
     Ok(())
+}
+
+/// The device settings of a resumed run: the recorded ones, unless the
+/// command line gives `--backend`, `--device` or `--devices`; then its
+/// `--device` and `--devices` replace the recorded ones, and its
+/// `--backend`, where given, the recorded backend.
+fn resume_devices(training: &mut TrainingConfig, args: &TrainArgs) {
+    let given = &args.backend;
+    if given.backend.is_none() && given.device.is_none() && args.devices.is_none() {
+        return;
+    }
+    training.backend = given.backend.unwrap_or(training.backend);
+    training.gpu = given.device;
+    training.devices = args.devices.as_ref().map(|list| list.0.clone());
+}
+
+/// A resumed run's folder data, moved to `moved` (`--data` with
+/// `--resume`); its images are checked against the recorded ones when the
+/// run opens them.
+fn moved_data(training: &mut TrainingConfig, moved: &str) -> Result<(), RunError> {
+    match &mut training.data {
+        DataSource::Folder { dir, .. } => {
+            *dir = absolute(moved)?;
+            Ok(())
+        }
+        DataSource::Synthetic { .. } => Err(RunError::option(
+            "--data",
+            moved,
+            "given with --resume only for a run on a folder (this one trains on synthetic data)",
+        )),
+    }
+}
+
+/// `path` made absolute (not resolving links), as a run records its data
+/// folder: a resume from any working folder finds it.
+fn absolute(path: &str) -> Result<std::path::PathBuf, RunError> {
+    std::path::absolute(path).map_err(|err| RunError::io(path, err))
 }
 
 /// Says on stderr which checkpoints a resumed run passes over and why; returns
@@ -448,7 +486,8 @@ fn describe(model: &UNetConfig) -> String {
 }
 
 fn train_config(args: &TrainArgs) -> Result<RunConfig, RunError> {
-    let (data, resize, channels) = if args.data == "synthetic" {
+    let data = args.data.as_deref().unwrap_or("synthetic");
+    let (data, resize, channels) = if data == "synthetic" {
         let size = args.image_size.unwrap_or(SYNTHETIC_SIZE);
         let data = DataSource::Synthetic {
             samples: args.samples,
@@ -459,12 +498,13 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, RunError> {
         if args.image_size == Some(0) {
             return Err(RunError::option("--image-size", 0, "at least 1"));
         }
-        let dir = std::path::PathBuf::from(&args.data);
+        let dir = absolute(data)?;
         let channels = match args.channels {
             Some(c) => c,
             None => FolderDataset::detect_channels(&dir)?,
         };
-        (DataSource::Folder { dir }, args.image_size, channels)
+        let data = DataSource::Folder { dir, images: None };
+        (data, args.image_size, channels)
     };
     let model = args.model.config(channels, args.classes);
     let mut training = TrainingConfig {
@@ -477,7 +517,7 @@ fn train_config(args: &TrainArgs) -> Result<RunConfig, RunError> {
         val_fraction: args.val_fraction,
         seed: args.seed,
         augment: !args.no_augment,
-        backend: args.backend.backend,
+        backend: args.backend.kind(),
         gpu: args.backend.device,
         devices: args.devices.as_ref().map(|list| list.0.clone()),
         precision: args.precision,

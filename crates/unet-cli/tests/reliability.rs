@@ -179,10 +179,25 @@ fn import_never_writes_over_a_run() {
             "--out",
             path(model),
         ],
-        &["--out", path(model), "new or empty folder"],
+        &[
+            "--out",
+            path(model),
+            "a folder holding other files",
+            "import writes into a new or empty folder",
+        ],
     );
     assert_eq!(std::fs::read(model.join("config.json")).unwrap(), config);
     assert_eq!(std::fs::read(model.join("model.bpk")).unwrap(), weights);
+    let root = scratch("import-onto-file");
+    let file = root.join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let weights = format!("{GOLDEN_UNET}/unet_reference.safetensors");
+    fails_with(
+        &import_args(Path::new(&weights), "1", &file),
+        &["a file; import writes"],
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -871,12 +886,20 @@ fn an_edited_config_with_a_huge_dilation_is_named() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// A tiny run trained for `epochs` epochs, its configuration then asking
-/// for one more: what `--resume` continues.
-fn run_to_extend(root: &Path, epochs: usize) -> PathBuf {
+/// A tiny run (with `extra` options) trained for `epochs` epochs, its
+/// configuration then asking for one more: what `--resume` continues.
+fn run_to_extend(root: &Path, epochs: usize, extra: &[&str]) -> PathBuf {
     let out = root.join("run");
     let count = epochs.to_string();
-    succeeds(&train_args(&out, &["--epochs", &count]));
+    let mut options = vec!["--epochs", &count];
+    options.extend(extra);
+    succeeds(&train_args(&out, &options));
+    extend(&out, epochs);
+    out
+}
+
+/// Asks the run in `out`, trained for `epochs` epochs, for one more.
+fn extend(out: &Path, epochs: usize) {
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     let extended = config.replace(
         &format!("\"epochs\": {epochs}"),
@@ -884,13 +907,74 @@ fn run_to_extend(root: &Path, epochs: usize) -> PathBuf {
     );
     assert_ne!(config, extended);
     std::fs::write(out.join("config.json"), extended).unwrap();
-    out
+}
+
+/// A run on a folder records the folder whole and its images by name:
+/// resumed from another working folder it finds the data, a folder whose
+/// images changed since is refused on resume and by `eval
+/// --validation-only` (the split would put other images in validation),
+/// and a folder that moved is given with `--data`.
+#[test]
+fn a_run_keeps_to_the_images_it_started_with() {
+    let root = scratch("same-images");
+    let data = root.join("data");
+    write_dataset(&data, 5, 16);
+    let run = root.join("run");
+    let trained = std::process::Command::new(UNET)
+        .args(train_args(&run, &["--data", "data", "--epochs", "1"]))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    extend(&run, 1);
+    for kind in ["images", "masks"] {
+        let folder = data.join(kind);
+        std::fs::copy(folder.join("s0.png"), folder.join("s9.png")).unwrap();
+    }
+    let changed = ["5 at its start, 6 now", "'s9' new"];
+    fails_with(&["train", "--resume", path(&run)], &changed);
+    let eval = [
+        "eval",
+        "--model",
+        path(&run),
+        "--data",
+        path(&data),
+        "--validation-only",
+    ];
+    fails_with(&eval, &changed);
+    for kind in ["images", "masks"] {
+        std::fs::remove_file(data.join(kind).join("s9.png")).unwrap();
+    }
+    succeeds(&eval);
+    let moved = root.join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    fails_with(
+        &["train", "--resume", path(&run)],
+        &[path(&data), "no such directory"],
+    );
+    let stdout = succeeds(&["train", "--resume", path(&run), "--data", path(&moved)]);
+    assert!(stdout.contains(path(&moved)), "{stdout}");
+    fails_with(
+        &[
+            "train",
+            "--resume",
+            path(&run_to_extend(&root.join("synthetic"), 1, &[])),
+            "--data",
+            path(&moved),
+        ],
+        &["--data", "only for a run on a folder"],
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_damaged_optimizer_checkpoint_falls_back_and_says_so() {
     let root = scratch("damaged-optim");
-    let run = run_to_extend(&root, 3);
+    let run = run_to_extend(&root, 3, &[]);
     std::fs::write(run.join("checkpoint/optim-3.bpk"), b"").unwrap();
     let out = unet(&["train", "--resume", path(&run)]);
     let (stdout, stderr) = (
@@ -914,7 +998,7 @@ fn a_damaged_optimizer_checkpoint_falls_back_and_says_so() {
 #[test]
 fn a_damaged_model_checkpoint_falls_back_and_keeps_the_files() {
     let root = scratch("damaged-model");
-    let run = run_to_extend(&root, 3);
+    let run = run_to_extend(&root, 3, &[]);
     let model = run.join("checkpoint/model-3.bpk");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
@@ -940,7 +1024,7 @@ fn a_damaged_model_checkpoint_falls_back_and_keeps_the_files() {
 #[test]
 fn a_damaged_metric_log_is_named() {
     let root = scratch("damaged-log");
-    let run = run_to_extend(&root, 2);
+    let run = run_to_extend(&root, 2, &[]);
     let logs: Vec<PathBuf> = std::fs::read_dir(run.join("valid/epoch-2"))
         .unwrap()
         .flatten()
@@ -952,6 +1036,18 @@ fn a_damaged_metric_log_is_named() {
         &["train", "--resume", path(&run)],
         &[path(&logs[0]), "damaged metric log", "line 2"],
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_resumed_run_keeps_its_backend_unless_told() {
+    let root = scratch("resume-backend");
+    let run = run_to_extend(&root, 1, &["--backend", "ndarray"]);
+    let stdout = succeeds(&["train", "--resume", path(&run)]);
+    assert!(stdout.contains(" on ndarray: "), "{stdout}");
+    let run = run_to_extend(&root.join("again"), 1, &["--backend", "ndarray"]);
+    let stdout = succeeds(&["train", "--resume", path(&run), "--backend", "flex"]);
+    assert!(stdout.contains(" on flex: "), "{stdout}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

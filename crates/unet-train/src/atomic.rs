@@ -28,8 +28,8 @@ pub fn write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let temp = temp_path(path);
-    let result = File::create(&temp)
+    let temp = Temporary(temp_path(path));
+    File::create(&temp.0)
         .and_then(|file| {
             let mut writer = BufWriter::new(file);
             fill(&mut writer)?;
@@ -38,16 +38,26 @@ pub fn write_with(
                 .map_err(|err| err.into_error())?
                 .sync_all()
         })
-        .and_then(|()| std::fs::rename(&temp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result?;
+        .and_then(|()| std::fs::rename(&temp.0, path))?;
     sync_folder(path)
+}
+
+/// A temporary file, removed when dropped unless renamed away first: on an
+/// error, and on a panic inside `fill` that is caught further up.
+struct Temporary(PathBuf);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 /// Syncs the folder holding `path` (where a folder can be opened as a
 /// file: Unix; elsewhere the rename is as durable as the system makes it).
+/// File systems that cannot sync a folder (network shares, FUSE, WSL's 9p)
+/// keep the file written: their refusal is not a failed write.
 fn sync_folder(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -55,11 +65,73 @@ fn sync_folder(path: &Path) -> std::io::Result<()> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        File::open(parent)?.sync_all()?;
+        match File::open(parent).and_then(|folder| folder.sync_all()) {
+            Err(err) if !cannot_sync_folders(&err) => return Err(err),
+            _ => {}
+        }
     }
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// Whether `err`, from opening or syncing a folder, says the file system
+/// does not do that (rather than that the disk failed).
+fn cannot_sync_folders(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::InvalidInput | ErrorKind::Unsupported | ErrorKind::PermissionDenied
+    )
+}
+
+/// Removes what writes of killed processes left in `dir`: the hidden
+/// temporary files `.<name>.tmp-<process id>` of this module whose process
+/// is no longer running (a write of another `unet` still running there is
+/// left alone). Files it cannot remove stay; other files are not looked at.
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(writer_process) else {
+            continue;
+        };
+        if !running(id) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The process id in a temporary file name of this module,
+/// `.<name>.tmp-<process id>`.
+fn writer_process(name: &str) -> Option<u32> {
+    let (_, id) = name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// Whether process `id` is running (this one included). Where that cannot
+/// be asked (not Unix), every process counts as running.
+fn running(id: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(id) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists and may be
+        // signalled; nothing is sent, no memory is passed.
+        let answer = unsafe { libc::kill(pid, 0) };
+        answer == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = id;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +150,70 @@ mod tests {
         // A write that cannot happen (the target is a folder) leaves nothing behind.
         assert!(write(&dir, b"x").is_err());
         assert!(!temp_path(&dir).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_that_panics_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("unet-atomic-panic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.txt");
+        let caught = std::panic::catch_unwind(|| {
+            write_with(&path, |out| {
+                out.write_all(b"half")?;
+                panic!("a fault while writing")
+            })
+        });
+        assert!(caught.is_err());
+        assert!(!temp_path(&path).exists() && !path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_synced_is_no_failure_but_a_disk_error_is() {
+        let os = std::io::Error::from_raw_os_error;
+        assert!(cannot_sync_folders(&os(libc::EINVAL)));
+        assert!(cannot_sync_folders(&os(libc::EOPNOTSUPP)));
+        assert!(!cannot_sync_folders(&os(libc::EIO)));
+        assert!(!cannot_sync_folders(&os(libc::ENOSPC)));
+    }
+
+    #[test]
+    fn leftovers_of_killed_writes_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("unet-leftovers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mine = temp_path(&dir.join("c.png"));
+        // A process id above Linux's largest (2^22) is not running; 1 is.
+        let files = [
+            ".model.bpk.tmp-4194305",
+            ".a_mask.png.tmp-4194999",
+            ".running.png.tmp-1",
+            "model.bpk",
+            ".hidden",
+            "notes.tmp-4194305",
+            ".x.tmp-",
+        ];
+        for name in files {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        std::fs::write(&mine, b"x").unwrap();
+        remove_leftovers(&dir);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            ".hidden",
+            ".running.png.tmp-1",
+            ".x.tmp-",
+            "model.bpk",
+            "notes.tmp-4194305",
+        ];
+        expected.push(mine.file_name().unwrap().to_str().unwrap());
+        expected.sort();
+        assert_eq!(left, expected);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -95,10 +95,17 @@ pub enum DataSource {
         /// Their side in pixels.
         size: usize,
     },
-    /// `dir/images/*.png|jpg` and `dir/masks/<stem>.png`.
+    /// `dir/images/*.png|jpg|tif` and `dir/masks/<stem>.png` (or
+    /// `dir/labels/<stem>.png`).
     Folder {
-        /// The dataset folder.
+        /// The dataset folder (absolute, as `unet train` records it).
         dir: PathBuf,
+        /// The names (stems) of its images in name order, as a run found
+        /// them at its start: the train/validation split is made of these,
+        /// so a resumed run and `eval --validation-only` check that the
+        /// folder still holds them. `None` in configurations written without.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        images: Option<Vec<String>>,
     },
 }
 
@@ -483,6 +490,7 @@ mod tests {
             TrainingConfig {
                 data: DataSource::Folder {
                     dir: "data/x".into(),
+                    images: Some(vec!["a".into(), "b".into()]),
                 },
                 backend: BackendKind::Wgpu,
                 gpu: Some(1),

@@ -47,14 +47,18 @@ pub enum RunError {
         dir: PathBuf,
     },
 
-    /// A fresh run pointed at a file, or at a folder holding files of
-    /// someone else's, which the run's own files would mix with or replace.
-    #[error("--out {path}: {what}; a run writes into a new or empty folder (choose another --out)")]
+    /// A fresh run or an import pointed at a file, or at a folder holding
+    /// files of someone else's, which its own files would mix with or replace.
+    #[error(
+        "--out {path}: {what}; {writer} writes into a new or empty folder (choose another --out)"
+    )]
     OutputTaken {
         /// The path.
         path: PathBuf,
         /// What is there: `"a file"`, `"a folder holding other files"`.
         what: &'static str,
+        /// What would write there: `"a run"`, `"import"`.
+        writer: &'static str,
     },
 
     /// A `--model` or `--resume` folder that is not what it should be.
@@ -146,6 +150,10 @@ pub enum RunError {
     /// burn-train reported an error.
     #[error("training failed: {0}")]
     Training(String),
+    /// A panic in this program or a library it calls, caught where one
+    /// piece of work (an image to predict) is done, so that the others go on.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RunError {

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::config::Preprocess;
+use crate::config::{DataSource, Preprocess};
 use imaging::WatershedConfig;
 
-use crate::data::{ImageMaskPair, image_mask_pairs, read_pair, split_indices};
+use crate::data::{ImageMaskPair, image_mask_pairs, read_pair, same_images, split_indices};
 use crate::error::RunError;
 use crate::instances::{InstanceCounts, instances_of};
 use crate::model_dir::TrainedModel;
@@ -33,9 +33,21 @@ pub fn evaluate(
 /// The images of `dir` a model held out for validation: those its run's
 /// split (seed and validation fraction) put aside, when `dir` is the folder
 /// it was trained on.
+///
+/// # Errors
+/// Where the run recorded its images' names, a folder that does not hold
+/// the same images ([`crate::data::DataError::ImagesChanged`]).
 pub fn validation_images(model: &TrainedModel, dir: &Path) -> Result<Vec<usize>, RunError> {
     let training = model.config.training()?;
     let pairs = image_mask_pairs(dir)?;
+    if let DataSource::Folder {
+        images: Some(recorded),
+        ..
+    } = &training.data
+    {
+        let names: Vec<String> = pairs.iter().map(|pair| pair.stem.clone()).collect();
+        same_images(dir, recorded, &names)?;
+    }
     Ok(split_indices(pairs.len(), training.val_fraction, training.seed).1)
 }
 

@@ -15,21 +15,10 @@ use crate::model_dir;
 /// architecture is `model`, and writes a model directory `out` that
 /// `predict` and `eval` take.
 ///
-/// `out` must be new or empty: a model directory, a training run or any
-/// other file there is never written over.
+/// `out` must be new or empty (hidden files aside): a model directory, a
+/// training run or any other file there is never written over.
 pub fn import(weights: &Path, model: UNetConfig, out: &Path) -> Result<RunConfig, RunError> {
-    if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map(|mut entries| entries.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(RunError::option(
-                "--out",
-                out.display(),
-                "a new or empty folder (it holds files, which import does not write over)",
-            ));
-        }
-    }
+    model_dir::check_new_folder(out, "import")?;
     let config = RunConfig {
         format: FORMAT.to_string(),
         model: model.clone(),

@@ -26,6 +26,30 @@ pub struct TrainedModel {
     pub unet: UNet,
 }
 
+/// Checks that `writer` (`"a run"`, `"import"`) may write into `dir`: it
+/// must be new or an empty folder; hidden files (`.gitkeep`, `.DS_Store`)
+/// do not count. A file, or a folder holding other files, is refused
+/// ([`RunError::OutputTaken`]): nothing of the user's is mixed with or
+/// written over.
+pub fn check_new_folder(dir: &Path, writer: &'static str) -> Result<(), RunError> {
+    let taken = |what| RunError::OutputTaken {
+        path: dir.to_path_buf(),
+        what,
+        writer,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(taken("a file"));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir)
+        && entries
+            .flatten()
+            .any(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+    {
+        return Err(taken("a folder holding other files"));
+    }
+    Ok(())
+}
+
 /// Writes `config.json` into `dir` (atomically).
 pub fn write_config(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
     let path = dir.join(CONFIG_FILE);

@@ -168,6 +168,18 @@ fn broken_folders_are_clear_errors() {
         )
     );
 
+    let dir = scratch("dangling");
+    write(&dir.join("images/a.png"), 8, 8, 10);
+    write(&dir.join("masks/a.png"), 8, 8, 0);
+    std::os::unix::fs::symlink(dir.join("gone.png"), dir.join("images/b.png")).unwrap();
+    assert_eq!(
+        error(&dir),
+        format!(
+            "{}: cannot read image: a link to a file that is not there",
+            dir.join("images/b.png").display()
+        )
+    );
+
     let dir = scratch("empty");
     assert_eq!(
         error(&dir),
@@ -185,6 +197,100 @@ fn broken_folders_are_clear_errors() {
         "2 image channels asked for: only 1 (grayscale) and 3 (RGB) are supported"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `._a.png` files macOS leaves beside each file it copies to a USB
+/// drive or a network share (resource forks, not images), and other hidden
+/// files, are not part of a dataset.
+#[test]
+fn hidden_files_are_not_images() {
+    let dir = scratch("hidden");
+    write(&dir.join("images/a.png"), 8, 8, 10);
+    write(&dir.join("masks/a.png"), 8, 8, 0);
+    for name in [
+        "images/._a.png",
+        "masks/._a.png",
+        "masks/._b.png",
+        "images/.c.png",
+    ] {
+        std::fs::write(dir.join(name), b"\x00\x05\x16\x07 AppleDouble").unwrap();
+    }
+    let data = FolderDataset::open(&dir, 1, 2, None).unwrap();
+    assert_eq!(data.names(), ["a"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A binary mask put in `labels/` (one id on every object) is refused: its
+/// objects would be scored as one. One object in two pieces is fine.
+#[test]
+fn labels_with_one_id_on_several_objects_are_refused() {
+    let dir = scratch("one-id");
+    std::fs::remove_dir(dir.join("masks")).unwrap();
+    std::fs::create_dir_all(dir.join("labels")).unwrap();
+    write(&dir.join("images/a.png"), 8, 8, 10);
+    write(&dir.join("images/b.png"), 8, 8, 10);
+    // `count` 2x2 squares on row 1, three columns apart.
+    let squares = |path: &Path, count: u32| {
+        GrayImage::from_fn(8, 8, |x, y| {
+            let inside = (1..3).contains(&y) && x % 3 != 2 && x / 3 < count;
+            Luma([if inside { 255 } else { 0 }])
+        })
+        .save(path)
+        .unwrap();
+    };
+    // One object, or one cut in two by the edge or a gap: fine.
+    squares(&dir.join("labels/a.png"), 2);
+    squares(&dir.join("labels/b.png"), 3);
+    assert_eq!(
+        error(&dir),
+        format!(
+            "{}: one id (255) on 3 separate objects: labels/ holds one id per object \
+             (instance labels); a mask of classes goes in masks/",
+            dir.join("labels/b.png").display()
+        )
+    );
+}
+
+/// Writes a grayscale PNG stored 3 wide and 1 high (values 10, 20, 30
+/// left to right) whose EXIF orientation is 6: "rotate 90 degrees
+/// clockwise to view", as a camera stores a picture taken upright.
+fn write_sideways(path: &Path) {
+    use image::ImageEncoder;
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    // A big-endian TIFF header and one IFD entry: Orientation (0x0112),
+    // SHORT, count 1, value 6.
+    let exif = vec![
+        b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0,
+    ];
+    encoder.set_exif_metadata(exif).unwrap();
+    encoder
+        .write_image(&[10, 20, 30], 3, 1, image::ExtendedColorType::L8)
+        .unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// An image is read as viewers show it (EXIF orientation applied); one
+/// with a mask is refused, since the mask may be drawn either way up.
+#[test]
+fn turned_images_are_read_upright_and_refused_with_masks() {
+    let dir = scratch("turned");
+    write_sideways(&dir.join("images/a.png"));
+    let upright = unet_train::data::decode(&dir.join("images/a.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(upright.dimensions(), (1, 3));
+    assert_eq!(upright.into_raw(), [10, 20, 30], "top to bottom");
+    write(&dir.join("masks/a.png"), 1, 3, 0);
+    assert_eq!(
+        error(&dir),
+        format!(
+            "{}: the file asks to be shown turned or flipped (EXIF orientation 6), and its \
+             mask may have been drawn on it as shown or as stored: save the image upright, \
+             without the orientation tag, with its mask to match",
+            dir.join("images/a.png").display()
+        )
+    );
 }
 
 #[test]

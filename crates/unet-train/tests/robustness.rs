@@ -66,7 +66,7 @@ prop_compose! {
             .with_dropout(dropout)
             .with_padding(if valid { UNetPadding::Valid } else { UNetPadding::Same });
         let data = if folder {
-            DataSource::Folder { dir: "no-such-folder".into() }
+            DataSource::Folder { dir: "no-such-folder".into(), images: None }
         } else {
             DataSource::Synthetic { samples, size: side }
         };
@@ -215,6 +215,8 @@ enum Encoding {
     Palette { bits: u8 },
     /// Baseline JPEG of a pixel kind.
     Jpeg { kind: u8 },
+    /// TIFF of a pixel kind (gray + alpha as gray), 8 or 16 bits.
+    Tiff { kind: u8, sixteen: bool },
 }
 
 impl Encoding {
@@ -225,6 +227,13 @@ impl Encoding {
             Encoding::Jpeg { kind } => {
                 encode(pixels(kind, false, width, height, seed), ImageFormat::Jpeg)
             }
+            Encoding::Tiff { kind, sixteen } => {
+                let kind = if kind % 4 == 1 { 0 } else { kind };
+                encode(
+                    pixels(kind, sixteen, width, height, seed),
+                    ImageFormat::Tiff,
+                )
+            }
         }
     }
 }
@@ -234,6 +243,7 @@ fn encoding() -> impl Strategy<Value = Encoding> {
         6 => (0u8..4, any::<bool>()).prop_map(|(kind, sixteen)| Encoding::Png { kind, sixteen }),
         2 => prop_oneof![Just(1u8), Just(2), Just(4), Just(8)].prop_map(|bits| Encoding::Palette { bits }),
         1 => (0u8..4).prop_map(|kind| Encoding::Jpeg { kind }),
+        2 => (0u8..4, any::<bool>()).prop_map(|(kind, sixteen)| Encoding::Tiff { kind, sixteen }),
     ]
 }
 
@@ -370,6 +380,18 @@ fn a_huge_declared_size_is_an_error_not_an_allocation() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         err.contains("images/a.png") && err.contains("cannot read image"),
+        "{err}"
+    );
+    // The same header on a mask whose image is fine: refused, naming the mask.
+    let dir = scratch();
+    write(&dir.join("images/a.png"), &png(0, false, 4, 4, 0));
+    write(&dir.join("masks/a.png"), &bytes);
+    let err = FolderDataset::open(&dir, 1, 2, None)
+        .unwrap_err()
+        .to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        err.contains("masks/a.png") && err.contains("4 GiB limit"),
         "{err}"
     );
 }

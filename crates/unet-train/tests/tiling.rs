@@ -151,7 +151,10 @@ fn nuclei_model(backend: BackendKind, dir: &std::path::Path) -> UNet {
         UNetConfig::new(1, 2).with_depth(3).with_base_width(8),
         Preprocess::default(),
         TrainingConfig {
-            data: DataSource::Folder { dir: NUCLEI.into() },
+            data: DataSource::Folder {
+                dir: NUCLEI.into(),
+                images: None,
+            },
             epochs: 3,
             epoch_samples: Some(40),
             batch_size: 4,

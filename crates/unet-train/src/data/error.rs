@@ -47,6 +47,63 @@ pub enum DataError {
         /// The decoder's message.
         reason: String,
     },
+    /// A TIFF file of several full-size images (a z-stack, channels or time
+    /// points stored as pages).
+    #[error(
+        "{path}: a TIFF of {images} images (a stack); save the plane to segment as an image of its own"
+    )]
+    ImageStack {
+        /// The file.
+        path: PathBuf,
+        /// Its full-size images.
+        images: usize,
+    },
+    /// A dataset folder whose images are not those a run recorded.
+    #[error(
+        "{dir}: the images are not the run's: {recorded} at its start, {found} now{}{}; \
+         a run resumes, and is evaluated on its validation images, with the images it started with",
+        missing.as_ref().map(|name| format!(", '{name}' missing")).unwrap_or_default(),
+        added.as_ref().map(|name| format!(", '{name}' new")).unwrap_or_default()
+    )]
+    ImagesChanged {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// The images the run recorded.
+        recorded: usize,
+        /// The images there now.
+        found: usize,
+        /// The first recorded image not there now.
+        missing: Option<String>,
+        /// The first image there now that was not recorded.
+        added: Option<String>,
+    },
+    /// Instance labels with one id on several separate objects: a binary
+    /// mask put in `labels/`.
+    #[error(
+        "{path}: one id ({id}) on {objects} separate objects: labels/ holds one id per object \
+         (instance labels); a mask of classes goes in masks/"
+    )]
+    OneIdLabels {
+        /// The labels file.
+        path: PathBuf,
+        /// The one id.
+        id: u16,
+        /// The separate objects it covers.
+        objects: u32,
+    },
+    /// An image with masks or labels whose file asks to be shown turned or
+    /// flipped: which way up its targets were drawn cannot be told.
+    #[error(
+        "{path}: the file asks to be shown turned or flipped (EXIF orientation {exif}), and its \
+         mask may have been drawn on it as shown or as stored: save the image upright, without \
+         the orientation tag, with its mask to match"
+    )]
+    TurnedImage {
+        /// The image.
+        path: PathBuf,
+        /// Its EXIF orientation, 2 to 8.
+        exif: u8,
+    },
     /// A mask whose size differs from its image's.
     #[error(
         "{mask}: mask is {mask_size:?} (width x height) but its image {image} is {image_size:?}"
@@ -80,6 +137,27 @@ pub enum DataError {
         classes: usize,
         /// How many distinct values the mask holds.
         distinct: usize,
+    },
+    /// 255 in a two-class mask that is not binary (it holds class 1 too, or
+    /// is a palette mask): Pascal VOC's "void" outline, not a class.
+    #[error(
+        "{path}: mask value 255 at (x {x}, y {y}) is not a class index below 2 ({}); \
+         if it marks outlines to leave out (Pascal VOC's 'void'), give those pixels a class",
+        if *palette {
+            "a palette mask is read by index"
+        } else {
+            "255 means class 1 only in a mask of 0 and 255 alone"
+        }
+    )]
+    VoidValue {
+        /// The mask.
+        path: PathBuf,
+        /// Column.
+        x: u32,
+        /// Row.
+        y: u32,
+        /// Whether the mask is a palette one.
+        palette: bool,
     },
     /// A channel count other than 1 (grayscale) or 3 (RGB).
     #[error("{channels} image channels asked for: only 1 (grayscale) and 3 (RGB) are supported")]

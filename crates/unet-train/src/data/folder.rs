@@ -5,9 +5,10 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use burn::data::dataset::{Dataset, DatasetError};
+use image::metadata::Orientation;
 
-use super::mask::{MaskKind, read_raw_mask};
-use super::pixels::{channels_of, decode, read_image};
+use super::mask::{MaskKind, RawMask, read_raw_mask};
+use super::pixels::{channels_of, decode, orientation_of, read_image};
 use super::{DataError, Sample};
 use crate::config::Preprocess;
 
@@ -190,9 +191,28 @@ fn targets(
     Ok(Some(files))
 }
 
+/// Fails unless a folder holds the images a run recorded, by name: the
+/// split, and so the validation images, are made of them.
+pub fn same_images(dir: &Path, recorded: &[String], found: &[String]) -> Result<(), DataError> {
+    if recorded == found {
+        return Ok(());
+    }
+    let first =
+        |of: &[String], not_in: &[String]| of.iter().find(|name| !not_in.contains(name)).cloned();
+    Err(DataError::ImagesChanged {
+        dir: dir.to_path_buf(),
+        recorded: recorded.len(),
+        found: found.len(),
+        missing: first(recorded, found),
+        added: first(found, recorded),
+    })
+}
+
 /// The files of `dir` with one of `extensions` (case-insensitive), by stem.
-/// Two files of one stem (`a.png` and `a.PNG`, or `a.png` and `a.jpg`) are
-/// an error: which of them is meant cannot be guessed.
+/// Hidden files (`.a.png`, and the `._a.png` companions macOS writes on
+/// other file systems) are not images. Two files of one stem (`a.png` and
+/// `a.PNG`, or `a.png` and `a.jpg`) are an error: which of them is meant
+/// cannot be guessed; so is a link to a file that is not there.
 pub fn files_by_stem(
     dir: &Path,
     extensions: &[&str],
@@ -212,6 +232,15 @@ pub fn files_by_stem(
         let (Some(stem), true) = (path.file_stem(), has_extension(&path, extensions)) else {
             continue;
         };
+        if stem.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        if path.is_symlink() && !path.exists() {
+            return Err(DataError::Unreadable {
+                path,
+                reason: "a link to a file that is not there".into(),
+            });
+        }
         if !path.is_file() {
             continue;
         }
@@ -271,7 +300,11 @@ pub fn read_pair(
         }
         Ok(raw)
     };
+    upright(&pair.image)?;
     let labels = pair.labels.as_deref().map(target).transpose()?;
+    if let (Some(path), Some(raw)) = (pair.labels.as_deref(), &labels) {
+        check_ids(path, raw)?;
+    }
     let classes_of = match (&pair.mask, &labels) {
         (Some(mask), _) => target(mask)?.classes(mask, classes, preprocess.masks)?,
         (None, Some(raw)) => raw.classes(
@@ -298,6 +331,44 @@ pub fn read_pair(
         height: size[0],
         width: size[1],
     })
+}
+
+/// Fails for an image whose file asks to be shown turned or flipped: a
+/// mask may have been drawn on it as shown or as stored.
+fn upright(image: &Path) -> Result<(), DataError> {
+    let orientation = orientation_of(image)?;
+    if orientation == Orientation::NoTransforms {
+        return Ok(());
+    }
+    Err(DataError::TurnedImage {
+        path: image.to_path_buf(),
+        exif: orientation.to_exif(),
+    })
+}
+
+/// Fails for instance labels that give every object one id (a binary mask
+/// in `labels/`): its objects would be scored as one. Two pieces may be
+/// one object that the image's edge or a thin gap cuts; more are not.
+fn check_ids(path: &Path, raw: &RawMask) -> Result<(), DataError> {
+    let mut ids = raw.values.iter().filter(|&&v| v != 0);
+    let Some(&id) = ids.next() else {
+        return Ok(());
+    };
+    if ids.any(|&v| v != id) {
+        return Ok(());
+    }
+    let foreground: Vec<bool> = raw.values.iter().map(|&v| v != 0).collect();
+    let [h, w] = [raw.height as usize, raw.width as usize];
+    let objects = imaging::label_components(&foreground, h, w, imaging::Connectivity::Eight)
+        .map_or(1, |components| components.count);
+    if objects > 2 {
+        return Err(DataError::OneIdLabels {
+            path: path.to_path_buf(),
+            id,
+            objects,
+        });
+    }
+    Ok(())
 }
 
 /// Nearest-neighbour resampling of a `[height, width]` plane to `to`: output

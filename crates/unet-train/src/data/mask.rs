@@ -40,11 +40,15 @@ pub struct RawMask {
     pub height: u32,
     /// The stored value of each pixel: the gray level, or the palette index.
     pub values: Vec<u16>,
+    /// Whether the values are palette indices.
+    pub indexed: bool,
 }
 
 /// Reads a mask PNG as stored: gray levels of 1- to 16-bit grayscale
-/// images (the gray channel of gray + alpha), palette indices of indexed
-/// images. Colour (RGB) masks are refused: a colour is not a class index.
+/// images (the gray channel of gray + alpha, and of colour images whose
+/// every pixel is gray), palette indices of indexed images. Colour masks
+/// with a pixel that is not gray are refused: a colour is not a class
+/// index.
 pub fn read_raw_mask(path: &Path) -> Result<RawMask, DataError> {
     let unreadable = |reason: String| DataError::Unreadable {
         path: path.to_path_buf(),
@@ -61,34 +65,60 @@ pub fn read_raw_mask(path: &Path) -> Result<RawMask, DataError> {
     let mut reader = decoder
         .read_info()
         .map_err(|err| unreadable(err.to_string()))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| unreadable("the image is too large".into()))?;
-    let mut buffer = vec![0; size];
+    let mut buffer = vec![0; decoded_bytes(&reader).map_err(unreadable)?];
     let info = reader
         .next_frame(&mut buffer)
         .map_err(|err| unreadable(err.to_string()))?;
-    let samples = match info.color_type {
-        ColorType::Grayscale | ColorType::Indexed => 1,
-        ColorType::GrayscaleAlpha => 2,
-        ColorType::Rgb | ColorType::Rgba => {
+    let samples = info.color_type.samples();
+    let bits = info.bit_depth as usize;
+    let rows =
+        || (0..info.height as usize).map(|y| &buffer[y * info.line_size..][..info.line_size]);
+    let pixel = |row: &[u8], x: usize, channel: usize| {
+        sample(row, x * samples + channel, info.bit_depth, bits)
+    };
+    if matches!(info.color_type, ColorType::Rgb | ColorType::Rgba) {
+        let gray = rows().all(|row| {
+            (0..info.width as usize).all(|x| {
+                pixel(row, x, 0) == pixel(row, x, 1) && pixel(row, x, 1) == pixel(row, x, 2)
+            })
+        });
+        if !gray {
             return Err(DataError::ColourMask {
                 path: path.to_path_buf(),
             });
         }
-    };
-    let bits = info.bit_depth as usize;
-    let values = (0..info.height as usize)
-        .flat_map(|y| {
-            let row = &buffer[y * info.line_size..][..info.line_size];
-            (0..info.width as usize).map(move |x| sample(row, x * samples, info.bit_depth, bits))
-        })
+    }
+    let values = rows()
+        .flat_map(|row| (0..info.width as usize).map(move |x| pixel(row, x, 0)))
         .collect();
     Ok(RawMask {
         width: info.width,
         height: info.height,
         values,
+        indexed: info.color_type == ColorType::Indexed,
     })
+}
+
+/// The bytes of a mask's decoded rows, where they and the values read from
+/// them (held at once) fit the decoding limit; else why not.
+fn decoded_bytes<R: std::io::BufRead + std::io::Seek>(
+    reader: &png::Reader<R>,
+) -> Result<usize, String> {
+    let (width, height) = reader.info().size();
+    let rows = reader.output_buffer_size();
+    let values = (width as usize)
+        .checked_mul(height as usize)
+        .and_then(|pixels| pixels.checked_mul(2));
+    match rows
+        .zip(values)
+        .and_then(|(rows, values)| Some((rows, rows.checked_add(values)?)))
+    {
+        Some((rows, total)) if total <= super::MAX_DECODED_BYTES => Ok(rows),
+        _ => Err(format!(
+            "its {width}x{height} pixels take more than the {} GiB limit decoded",
+            super::MAX_DECODED_BYTES >> 30
+        )),
+    }
 }
 
 /// Sample number `index` of a packed PNG row of `bits`-bit samples.
@@ -107,14 +137,16 @@ fn sample(row: &[u8], index: usize, depth: BitDepth, bits: usize) -> u16 {
 
 impl RawMask {
     /// The class of every pixel: for [`MaskKind::Classes`] the value itself
-    /// (below `classes`; with two classes the largest value of the bit depth
-    /// too, 255 or 65535, means class 1), for [`MaskKind::Instances`] 1 for
-    /// any object and 0 for background.
+    /// (below `classes`; with two classes, a grayscale mask of 0 and 255
+    /// alone, or of 0 and 65535, is binary: that value means class 1), for
+    /// [`MaskKind::Instances`] 1 for any object and 0 for background.
     ///
     /// # Errors
     /// The first value that is not a class, naming it and where it is; when
     /// the mask looks like instance labels (many distinct values), the error
-    /// says so and names the option that reads them.
+    /// says so and names the option that reads them. 255 beside class 1, or
+    /// as a palette index, is named as what it likely is: Pascal VOC's
+    /// "void" outline, which is not a class.
     pub fn classes(
         &self,
         path: &Path,
@@ -127,20 +159,28 @@ impl RawMask {
             }
             return Ok(self.values.iter().map(|&v| u8::from(v != 0)).collect());
         }
-        let binary_one = |v: u16| classes == 2 && (v == 255 || v == u16::MAX);
-        let class_of = |v: u16| match v {
-            v if (v as usize) < classes => Some(v as u8),
-            v if binary_one(v) => Some(1),
-            _ => None,
-        };
+        let one = self.binary_one(classes);
         let mut out = Vec::with_capacity(self.values.len());
         for (i, &value) in self.values.iter().enumerate() {
-            match class_of(value) {
-                Some(class) => out.push(class),
-                None => return Err(self.bad_value(path, i, value, classes)),
+            match value {
+                v if Some(v) == one => out.push(1),
+                v if (v as usize) < classes => out.push(v as u8),
+                _ => return Err(self.bad_value(path, i, value, classes)),
             }
         }
         Ok(out)
+    }
+
+    /// The value that stands for class 1 in a binary mask: 255 or 65535,
+    /// where the mask has two classes, is grayscale, and holds no other
+    /// value than that and 0.
+    fn binary_one(&self, classes: usize) -> Option<u16> {
+        if classes != 2 || self.indexed {
+            return None;
+        }
+        [255, u16::MAX]
+            .into_iter()
+            .find(|&one| self.values.iter().all(|&v| v == 0 || v == one))
     }
 
     fn bad_value(&self, path: &Path, index: usize, value: u16, classes: usize) -> DataError {
@@ -153,12 +193,29 @@ impl RawMask {
                 values: distinct.len(),
             };
         }
+        // With two classes, 255 and 65535 are class 1 in a binary mask: a
+        // value that is a class under no reading is the one to name.
+        let binary = |v: u16| classes == 2 && (v == 255 || v == u16::MAX);
+        let (index, value) = self
+            .values
+            .iter()
+            .position(|&v| v as usize >= classes && !binary(v))
+            .map_or((index, value), |i| (i, self.values[i]));
         let width = self.width as usize;
+        let (x, y) = ((index % width) as u32, (index / width) as u32);
+        if value == 255 && classes == 2 {
+            return DataError::VoidValue {
+                path: path.to_path_buf(),
+                x,
+                y,
+                palette: self.indexed,
+            };
+        }
         DataError::MaskValue {
             path: path.to_path_buf(),
             value,
-            x: (index % width) as u32,
-            y: (index / width) as u32,
+            x,
+            y,
             classes,
             distinct: distinct.len(),
         }
@@ -270,6 +327,7 @@ mod tests {
             width: 10,
             height: 10,
             values: (0..100).collect(),
+            indexed: false,
         };
         let err = mask.classes(path, 2, MaskKind::Classes).unwrap_err();
         assert!(
@@ -299,9 +357,14 @@ mod tests {
             values: (0..100).map(|i| [0, 255, 7][i % 3]).collect(),
             width: 10,
             height: 10,
+            indexed: false,
         };
         let err = stray.classes(path, 2, MaskKind::Classes).unwrap_err();
         assert!(!err.to_string().contains("distinct"), "{err}");
+        assert!(
+            matches!(err, DataError::MaskValue { value: 7, x: 2, .. }),
+            "the value no reading makes a class: {err}"
+        );
     }
 
     #[test]
@@ -331,6 +394,69 @@ mod tests {
         );
         let err = read_raw_mask(&path).unwrap_err();
         assert!(matches!(err, DataError::ColourMask { .. }), "{err}");
+        // A binary mask saved in colour: every pixel gray.
+        write_png(
+            &path,
+            2,
+            1,
+            ColorType::Rgba,
+            BitDepth::Eight,
+            &[0, 0, 0, 255, 255, 255, 255, 255],
+            None,
+        );
+        let mask = read_raw_mask(&path).unwrap();
+        assert_eq!(mask.classes(&path, 2, MaskKind::Classes).unwrap(), [0, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Pascal VOC's masks mark object outlines 'void' with 255: in a
+    /// two-class mask beside class 1, or as a palette index, 255 is not
+    /// taken for class 1.
+    #[test]
+    fn void_outlines_are_not_foreground() {
+        let dir = dir("void");
+        let path = dir.join("v.png");
+        write_png(
+            &path,
+            3,
+            1,
+            ColorType::Indexed,
+            BitDepth::Eight,
+            &[0, 1, 255],
+            Some([[0u8; 3]; 256].concat()),
+        );
+        let mask = read_raw_mask(&path).unwrap();
+        let err = mask.classes(&path, 2, MaskKind::Classes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::VoidValue {
+                    x: 2,
+                    palette: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("read by index"), "{err}");
+        write_png(
+            &path,
+            3,
+            1,
+            ColorType::Grayscale,
+            BitDepth::Eight,
+            &[0, 1, 255],
+            None,
+        );
+        let err = read_raw_mask(&path)
+            .unwrap()
+            .classes(&path, 2, MaskKind::Classes)
+            .unwrap_err();
+        assert!(
+            matches!(err, DataError::VoidValue { palette: false, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Pascal VOC"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,7 @@ pub use augment::{Augmentation, augment};
 pub use error::DataError;
 pub use folder::{
     FolderDataset, IMAGE_EXTENSIONS, ImageMaskPair, files_by_stem, has_extension, image_mask_pairs,
-    read_pair, resize_nearest,
+    read_pair, resize_nearest, same_images,
 };
 pub use mask::{MaskKind, RawMask, read_raw_mask};
 pub use pixels::{

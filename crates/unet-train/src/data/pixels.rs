@@ -1,11 +1,12 @@
 //! Image files as the network sees them: decoded at their own bit depth
-//! (8- or 16-bit PNG, JPEG), as grayscale or RGB planes, resized if asked,
+//! (8- or 16-bit PNG, TIFF, JPEG), as grayscale or RGB planes, resized if asked,
 //! and normalised the same way in training, prediction and evaluation.
 
 use std::path::Path;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageBuffer, ImageReader};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageFormat, ImageReader};
 use serde::{Deserialize, Serialize};
 
 use super::{DataError, MAX_DECODED_BYTES};
@@ -296,9 +297,60 @@ impl SourceImage {
     }
 }
 
-/// Decodes an image file, with a memory limit instead of an abort for a
-/// file whose pixels would not fit.
+/// Decodes an image file as image viewers show it: turned and flipped as
+/// its EXIF orientation says (a camera's JPEG, a TIFF's orientation tag),
+/// with a memory limit instead of an abort for a file whose pixels would
+/// not fit. A TIFF holding several full-size images (a stack) is refused
+/// rather than read as its first one.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+    let mut decoder = decoder(path)?;
+    let unreadable = |err: image::ImageError| DataError::Unreadable {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    };
+    let orientation = decoder.orientation().map_err(unreadable)?;
+    // A quarter turn makes a second image of the same size.
+    let turns = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let bytes = decoder.total_bytes();
+    if bytes.saturating_mul(1 + u64::from(turns)) > MAX_DECODED_BYTES as u64 {
+        let (width, height) = decoder.dimensions();
+        return Err(DataError::Unreadable {
+            path: path.to_path_buf(),
+            reason: format!(
+                "its {width}x{height} pixels take {bytes} bytes decoded{}, more than the {} GiB limit",
+                if turns {
+                    ", twice that to turn them upright"
+                } else {
+                    ""
+                },
+                MAX_DECODED_BYTES >> 30
+            ),
+        });
+    }
+    let mut image = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// The EXIF orientation of an image file (`NoTransforms` where it has none).
+pub fn orientation_of(path: &Path) -> Result<Orientation, DataError> {
+    decoder(path)?
+        .orientation()
+        .map_err(|err| DataError::Unreadable {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        })
+}
+
+/// The decoder of an image file, its format guessed from the content, with
+/// the memory limit; a TIFF stack is refused here.
+fn decoder(path: &Path) -> Result<impl ImageDecoder, DataError> {
     let unreadable = |reason: String| DataError::Unreadable {
         path: path.to_path_buf(),
         reason,
@@ -307,10 +359,52 @@ pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
         .map_err(|err| unreadable(err.to_string()))?
         .with_guessed_format()
         .map_err(|err| unreadable(err.to_string()))?;
+    if reader.format() == Some(ImageFormat::Tiff) {
+        single_tiff_image(path)?;
+    }
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_DECODED_BYTES as u64);
     reader.limits(limits);
-    reader.decode().map_err(|err| unreadable(err.to_string()))
+    reader
+        .into_decoder()
+        .map_err(|err| unreadable(err.to_string()))
+}
+
+/// Fails for a TIFF file that holds more than one full-size image (pages of
+/// a z-stack, channels or frames); reduced-resolution pages (thumbnails,
+/// `NewSubfileType` bit 0) do not count.
+fn single_tiff_image(path: &Path) -> Result<(), DataError> {
+    use tiff::decoder::Decoder;
+    use tiff::tags::Tag;
+    let unreadable = |err: tiff::TiffError| DataError::Unreadable {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|err| DataError::Unreadable {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })?;
+    let mut decoder = Decoder::new(std::io::BufReader::new(file)).map_err(unreadable)?;
+    let mut full_size = 0usize;
+    loop {
+        let kind = decoder
+            .find_tag_unsigned::<u32>(Tag::NewSubfileType)
+            .map_err(unreadable)?
+            .unwrap_or(0);
+        full_size += usize::from(kind & 1 == 0);
+        // A later page that does not parse is not counted: the first is
+        // what `image` reads, and it decides whether the file is readable.
+        if !decoder.more_images() || decoder.next_image().is_err() {
+            break;
+        }
+    }
+    if full_size > 1 {
+        return Err(DataError::ImageStack {
+            path: path.to_path_buf(),
+            images: full_size,
+        });
+    }
+    Ok(())
 }
 
 /// 1 for a grayscale image, 3 for a colour one (alpha does not count).
@@ -413,6 +507,49 @@ pub fn read_image(
 mod tests {
     use super::*;
     use image::{ImageBuffer, Luma};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("unet-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A TIFF stack is refused, naming its pages; a thumbnail page beside
+    /// the image (reduced resolution) is not a second image.
+    #[test]
+    fn tiff_stacks_are_refused() {
+        use tiff::encoder::{TiffEncoder, colortype::Gray8};
+        use tiff::tags::Tag;
+        let dir = scratch("stack");
+        let write = |name: &str, thumbnail: bool| {
+            let path = dir.join(name);
+            let mut encoder = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+            encoder.write_image::<Gray8>(4, 4, &[7; 16]).unwrap();
+            let mut second = encoder.new_image::<Gray8>(2, 2).unwrap();
+            if thumbnail {
+                second
+                    .encoder()
+                    .write_tag(Tag::NewSubfileType, 1u32)
+                    .unwrap();
+            }
+            second.write_data(&[9; 4]).unwrap();
+            path
+        };
+        let stack = write("stack.tif", false);
+        let err = decode(&stack).unwrap_err();
+        assert!(
+            matches!(err, DataError::ImageStack { images: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("stack.tif: a TIFF of 2 images"),
+            "{err}"
+        );
+        let with_thumbnail = write("thumb.tif", true);
+        let image = decode(&with_thumbnail).unwrap().to_luma8();
+        assert_eq!(image.dimensions(), (4, 4));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn sixteen_bit_images_keep_their_depth() {

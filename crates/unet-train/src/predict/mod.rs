@@ -520,18 +520,19 @@ pub fn predict_file(
         resized = decode(path)?;
         &resized
     };
+    // Objects first: an image with more than its labels can number fails
+    // before any of its files is written.
+    let objects = match &options.instances {
+        Some(config) => Some(object_labels(output, path, &result.classes, size, config)?),
+        None => None,
+    };
     let mask_path = output_path(output, path, "_mask.png");
     let overlay_path = output_path(output, path, "_overlay.png");
     write_mask(&mask_path, &result.classes, size, classes)?;
     write_overlay(&overlay_path, picture, &result.classes, size)?;
-    let instances = match &options.instances {
-        Some(config) => Some(write_instances(
-            output,
-            path,
-            &result.classes,
-            size,
-            config,
-            picture,
+    let instances = match objects {
+        Some((labels, count)) => Some(write_instances(
+            output, path, &labels, count, size, picture,
         )?),
         None => None,
     };
@@ -649,24 +650,41 @@ fn write_probabilities(
     Ok(files)
 }
 
-/// The objects of a predicted mask: `<stem>_labels.png` and `<stem>_instances.png`.
-fn write_instances(
+/// The objects of `mask` (an id per pixel) and their count, for
+/// `<stem>_labels.png`: refused where they are more than its 16 bits can
+/// number.
+fn object_labels(
     output: &Path,
     path: &Path,
     mask: &[u8],
-    [h, w]: [usize; 2],
+    size: [usize; 2],
     config: &WatershedConfig,
-    picture: &DynamicImage,
-) -> Result<(PathBuf, PathBuf, usize), RunError> {
-    let labels = instances_of(mask, [h, w], config)?;
+) -> Result<(Vec<u32>, usize), RunError> {
+    let labels = instances_of(mask, size, config)?;
     let count = labels.iter().copied().max().unwrap_or(0) as usize;
-    let labels_path = output_path(output, path, "_labels.png");
     if count > usize::from(u16::MAX) {
         return Err(RunError::io(
-            &labels_path,
-            format!("{count} objects: more than a 16-bit image can number"),
+            output_path(output, path, "_labels.png"),
+            format!(
+                "{count} objects, more than a 16-bit image can number (65535): \
+                 predict the image in parts, or without --instances"
+            ),
         ));
     }
+    Ok((labels, count))
+}
+
+/// Writes `<stem>_labels.png` (16-bit object ids) and `<stem>_instances.png`
+/// (each object outlined in its colour over the picture).
+fn write_instances(
+    output: &Path,
+    path: &Path,
+    labels: &[u32],
+    count: usize,
+    [h, w]: [usize; 2],
+    picture: &DynamicImage,
+) -> Result<(PathBuf, PathBuf, usize), RunError> {
+    let labels_path = output_path(output, path, "_labels.png");
     write_png_rows(&labels_path, [w, h], RowFormat::Gray16, |y, row| {
         row.extend(
             labels[y * w..][..w]
@@ -677,7 +695,7 @@ fn write_instances(
     let outlines = output_path(output, path, "_instances.png");
     write_png_rows(&outlines, [w, h], RowFormat::Rgb8, |y, row| {
         display_row(picture, y, row);
-        instance_row(&labels, [h, w], y, row);
+        instance_row(labels, [h, w], y, row);
     })?;
     Ok((labels_path, outlines, count))
 }
@@ -726,6 +744,7 @@ pub fn predict(
     let files = input_files(input)?;
     check_output(input, output)?;
     std::fs::create_dir_all(output).map_err(|err| RunError::io(output, err))?;
+    crate::atomic::remove_leftovers(output);
     let mut report = PredictReport::default();
     for path in files {
         let result = {
@@ -736,7 +755,9 @@ pub fn predict(
                     total,
                 })
             };
-            predict_file(model, &path, output, options, device, &mut tiles)
+            // A panic in a decoder or a kernel fails this image only.
+            crate::guard::catch(|| predict_file(model, &path, output, options, device, &mut tiles))
+                .unwrap_or_else(|panic| Err(RunError::Internal(panic)))
         };
         match result {
             Ok(prediction) => {

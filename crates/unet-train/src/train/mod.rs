@@ -43,7 +43,7 @@ use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, Sup
 
 use crate::atomic;
 use crate::config::{DataSource, RunConfig, TrainingConfig, devices_text};
-use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, split_indices};
+use crate::data::{DataError, FolderDataset, Sample, SyntheticDataset, same_images, split_indices};
 use crate::error::RunError;
 use crate::history::{self, EpochRecord};
 use crate::memory::{
@@ -73,6 +73,8 @@ pub struct RunData {
     pub train: Vec<usize>,
     /// Indices of the validation samples.
     pub valid: Vec<usize>,
+    /// The names of a folder's images, in the dataset's order.
+    pub names: Option<Vec<String>>,
 }
 
 impl RunData {
@@ -83,6 +85,7 @@ impl RunData {
             dataset,
             train,
             valid,
+            names: None,
         }
     }
 
@@ -90,6 +93,7 @@ impl RunData {
     pub fn open(config: &RunConfig) -> Result<Self, RunError> {
         let training = config.training()?;
         let model = &config.model;
+        let mut names = None;
         let dataset: Arc<dyn Dataset<Sample>> = match &training.data {
             DataSource::Synthetic { samples, size } => Arc::new(SyntheticDataset::new(
                 *samples,
@@ -98,24 +102,47 @@ impl RunData {
                 model.in_channels,
                 training.seed,
             )?),
-            DataSource::Folder { dir } => Arc::new(FolderDataset::open_with(
-                dir,
-                model.in_channels,
-                model.num_classes,
-                &config.preprocess,
-            )?),
+            DataSource::Folder { dir, images } => {
+                let folder = FolderDataset::open_with(
+                    dir,
+                    model.in_channels,
+                    model.num_classes,
+                    &config.preprocess,
+                )?;
+                if let Some(recorded) = images {
+                    same_images(dir, recorded, folder.names())?;
+                }
+                names = Some(folder.names().to_vec());
+                Arc::new(folder)
+            }
         };
         if dataset.len() < 2 {
             return Err(RunError::Option {
                 name: "--data".into(),
                 value: match &training.data {
-                    DataSource::Folder { dir } => dir.display().to_string(),
+                    DataSource::Folder { dir, .. } => dir.display().to_string(),
                     DataSource::Synthetic { .. } => "synthetic".into(),
                 },
                 expected: "a dataset of at least 2 images (training and validation)".into(),
             });
         }
-        Ok(Self::split(dataset, training.val_fraction, training.seed))
+        Ok(Self {
+            names,
+            ..Self::split(dataset, training.val_fraction, training.seed)
+        })
+    }
+
+    /// The configuration to write at the start of a fresh run: `config`,
+    /// with the names of a folder's images recorded.
+    fn recorded(&self, config: &RunConfig) -> RunConfig {
+        let mut config = config.clone();
+        if let Some(training) = config.training.as_mut()
+            && let DataSource::Folder { images, .. } = &mut training.data
+            && images.is_none()
+        {
+            images.clone_from(&self.names);
+        }
+        config
     }
 }
 
@@ -188,9 +215,10 @@ pub fn train_on(
     let (start, history) = if resume {
         let start = resume_point(config, dir, &base)?.epoch;
         check_metric_logs(dir, start)?;
+        atomic::remove_leftovers(dir);
         (start, set_aside_later_epochs(dir, start)?)
     } else {
-        prepare_fresh(dir, config)?;
+        prepare_fresh(dir, &data.recorded(config))?;
         (0, Vec::new())
     };
     if start >= training.epochs {
@@ -629,21 +657,7 @@ fn prepare_fresh(dir: &Path, config: &RunConfig) -> Result<(), RunError> {
             dir: dir.to_path_buf(),
         });
     }
-    let taken = |what| RunError::OutputTaken {
-        path: dir.to_path_buf(),
-        what,
-    };
-    if dir.exists() && !dir.is_dir() {
-        return Err(taken("a file"));
-    }
-    // Hidden files (`.gitkeep`, `.DS_Store`) do not count.
-    if let Ok(entries) = std::fs::read_dir(dir)
-        && entries
-            .flatten()
-            .any(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
-    {
-        return Err(taken("a folder holding other files"));
-    }
+    model_dir::check_new_folder(dir, "a run")?;
     std::fs::create_dir_all(dir).map_err(|err| RunError::io(dir, err))?;
     model_dir::write_config(dir, config)
 }

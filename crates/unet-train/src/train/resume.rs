@@ -178,7 +178,7 @@ pub fn set_aside_later_epochs(dir: &Path, start: usize) -> Result<Vec<EpochRecor
     };
     if rows.iter().any(|row| row.epoch > start) {
         std::fs::create_dir_all(&aside).map_err(|err| RunError::io(&aside, err))?;
-        let copy = aside.join(METRICS_FILE);
+        let copy = free_name(&aside, METRICS_FILE.as_ref());
         std::fs::copy(&path, &copy).map_err(|err| RunError::io(&copy, err))?;
     }
     Ok(rows.into_iter().filter(|row| row.epoch <= start).collect())
@@ -215,7 +215,13 @@ fn numbered(folder: &Path, number: fn(&str) -> Option<&str>) -> Vec<(usize, Path
 /// taking a numbered name beside it.
 fn move_into(path: &Path, into: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(into).map_err(|err| RunError::io(into, err))?;
-    let name = path.file_name().unwrap_or_default();
+    let target = free_name(into, path.file_name().unwrap_or_default());
+    std::fs::rename(path, &target).map_err(|err| RunError::io(path, err))
+}
+
+/// `into/name`, or where that is taken (an earlier resume set a file of
+/// that name aside) the first free `into/name.1`, `into/name.2`, ...
+fn free_name(into: &Path, name: &std::ffi::OsStr) -> PathBuf {
     let mut target = into.join(name);
     let mut n = 1;
     while target.exists() {
@@ -224,5 +230,46 @@ fn move_into(path: &Path, into: &Path) -> Result<(), RunError> {
         target = into.join(numbered);
         n += 1;
     }
-    std::fs::rename(path, &target).map_err(|err| RunError::io(path, err))
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{EpochRecord, to_csv};
+
+    fn rows(epochs: std::ops::RangeInclusive<usize>) -> String {
+        let records: Vec<EpochRecord> = epochs
+            .map(|epoch| EpochRecord {
+                epoch,
+                lr: 1e-3,
+                train_loss: 0.5,
+                train_dice: 0.9,
+                train_iou: 0.8,
+                val_loss: 0.4,
+                val_dice: 0.91,
+                val_iou: 0.81,
+                seconds: 1.0,
+            })
+            .collect();
+        to_csv(&records)
+    }
+
+    #[test]
+    fn every_resume_keeps_the_rows_it_sets_aside() {
+        let dir = std::env::temp_dir().join(format!("unet-set-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let metrics = dir.join(METRICS_FILE);
+        std::fs::write(&metrics, rows(1..=5)).unwrap();
+        let kept = set_aside_later_epochs(&dir, 3).unwrap();
+        assert_eq!(kept.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+        std::fs::write(&metrics, rows(1..=7)).unwrap();
+        set_aside_later_epochs(&dir, 6).unwrap();
+        let aside = dir.join(SUPERSEDED_DIR);
+        let first = std::fs::read_to_string(aside.join(METRICS_FILE)).unwrap();
+        let second = std::fs::read_to_string(aside.join("metrics.csv.1")).unwrap();
+        assert_eq!((first, second), (rows(1..=5), rows(1..=7)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
