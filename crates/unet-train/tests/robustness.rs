@@ -371,25 +371,24 @@ fn a_huge_declared_size_is_an_error_not_an_allocation() {
     bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     let needed = 200_000u64 * 200_000;
     assert!(needed > MAX_DECODED_BYTES as u64);
-    let dir = scratch();
-    write(&dir.join("images/a.png"), &bytes);
-    write(&dir.join("masks/a.png"), &bytes);
-    let err = FolderDataset::open(&dir, 1, 2, None)
-        .unwrap_err()
-        .to_string();
-    let _ = std::fs::remove_dir_all(&dir);
+    // The error of a dataset of one image and its mask.
+    let error = |image: &[u8], mask: &[u8]| {
+        let dir = scratch();
+        write(&dir.join("images/a.png"), image);
+        write(&dir.join("masks/a.png"), mask);
+        let err = FolderDataset::open(&dir, 1, 2, None)
+            .unwrap_err()
+            .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        err
+    };
+    let err = error(&bytes, &bytes);
     assert!(
         err.contains("images/a.png") && err.contains("cannot read image"),
         "{err}"
     );
     // The same header on a mask whose image is fine: refused, naming the mask.
-    let dir = scratch();
-    write(&dir.join("images/a.png"), &png(0, false, 4, 4, 0));
-    write(&dir.join("masks/a.png"), &bytes);
-    let err = FolderDataset::open(&dir, 1, 2, None)
-        .unwrap_err()
-        .to_string();
-    let _ = std::fs::remove_dir_all(&dir);
+    let err = error(&png(0, false, 4, 4, 0), &bytes);
     assert!(
         err.contains("masks/a.png") && err.contains("4 GiB limit"),
         "{err}"
