@@ -99,7 +99,9 @@ fn wgpu_and_vulkan_match_pytorch_in_f16() {
 }
 
 /// Every error case, and the first valid case of each path a half-precision
-/// input takes on a GPU (`layers`' `dispatch`): a convolution as one matrix
+/// input takes on a GPU (`layers`' `dispatch`, whose conditions for one
+/// product, `lowering::is_pointwise` and `is_non_overlapping`, are
+/// restated here): a convolution as one matrix
 /// product (1x1, stride 1, unpadded) or as products over patches, dense,
 /// grouped or depthwise, with and without stride and dilation; a transposed
 /// convolution as one product (stride = kernel, ungrouped) or in `f32`,
