@@ -4,15 +4,24 @@
 # batch 16 of 1x256x256) and the per-layer table, PyTorch in eager float32
 # and with automatic mixed precision (f16 with its GradScaler), ours in f32
 # and in --precision. Runs alternate, ours then PyTorch's, for --rounds
-# rounds; tables give the median over the rounds. Called by
+# rounds; tables give the median over the rounds
+# (scripts/gpu_bench_report.py). Called by
 # `scripts/bench-vs-pytorch.sh --backend wgpu|vulkan`.
 #
 #   scripts/bench-gpu-vs-pytorch.sh [--backend wgpu|vulkan] [--precision f16|bf16] [--steps 20] [--rounds 3]
-#                                   [--bench-bin PATH] [--torch-bench-dir DIR] [--keep DIR]
+#                                   [--seconds N] [--bench-bin PATH] [--torch-bench-dir DIR] [--keep DIR]
 #                                   [--torch-device cuda] [--base 32] [--batch 16] [--size 256]
+#   scripts/bench-gpu-vs-pytorch.sh --report DIR
 #
 # --keep DIR keeps every run's JSON lines in DIR (one file per side and
-# table, appended as each run ends), so that a run cut short leaves them.
+# table, appended as each run ends), so that a run cut short leaves them;
+# --report DIR prints the tables of such a folder.
+#
+# --seconds N stops the benchmark N seconds after its start: the run under
+# way then is stopped and left out, no other starts, and the tables give the
+# rounds that finished (a line under them says where it stopped). The first
+# runs on a fresh machine take minutes (CubeCL compiles and autotunes every
+# kernel, and keeps both on disk for the later runs).
 #
 # (`--torch-device cpu` with small shapes checks the script itself on a
 # machine without a GPU; its figures mean nothing.)
@@ -20,14 +29,15 @@
 # PyTorch: the first python with `import torch` and a CUDA GPU among
 # .venv-bench, $PYTHON and python3; nothing is installed (GPU machines are
 # often offline). Our side: --bench-bin (the `bench` binary built elsewhere:
-# `cargo bench --profile dev --bench bench --no-run` prints its path), or
-# built here with cargo. The network and layers come from ../shared/bench
-# (--torch-bench-dir where that is elsewhere).
+# `cargo bench --profile dev --bench bench --no-run` prints its path;
+# scripts/gpu-pack packs it), or built here with cargo. The network and
+# layers come from ../shared/bench (--torch-bench-dir where that is
+# elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 backend=wgpu precision=f16 steps=20 rounds=3 bench="" torch_dir=../shared/bench
-torch_device=cuda base=32 batch=16 size=256 keep=""
+torch_device=cuda base=32 batch=16 size=256 keep="" seconds=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) backend=$2; shift 2 ;;
@@ -37,6 +47,8 @@ while [ $# -gt 0 ]; do
         --bench-bin) bench=$2; shift 2 ;;
         --torch-bench-dir) torch_dir=$2; shift 2 ;;
         --keep) keep=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --report) exec python3 scripts/gpu_bench_report.py "$2" ;;
         --torch-device) torch_device=$2; shift 2 ;;
         --base) base=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
@@ -46,6 +58,7 @@ while [ $# -gt 0 ]; do
 done
 case "$backend" in wgpu|vulkan) ;; *) echo "--backend $backend: must be wgpu or vulkan" >&2; exit 2 ;; esac
 case "$precision" in f16|bf16) ;; *) echo "--precision $precision: must be f16 or bf16" >&2; exit 2 ;; esac
+[[ -z $seconds || $seconds =~ ^[0-9]+$ ]] || { echo "--seconds $seconds: must be a whole number" >&2; exit 2; }
 [ -f "$torch_dir/torch_unet_bench.py" ] || { echo "no $torch_dir/torch_unet_bench.py: give --torch-bench-dir" >&2; exit 1; }
 export TORCH_BENCH_DIR=$torch_dir
 
@@ -65,17 +78,45 @@ else
     trap 'rm -rf "$out"' EXIT
 fi
 
+deadline=""
+[ -z "$seconds" ] || deadline=$(( $(date +%s) + seconds ))
+what=""
+
+# Runs a command, stopped at the deadline (status 124) if there is one.
+limited() {
+    [ -n "$deadline" ] || { "$@"; return; }
+    local left=$(( deadline - $(date +%s) ))
+    [ "$left" -gt 0 ] || return 124
+    timeout -k 10 "$left" "$@"
+}
+
+# Appends the whole lines of the JSON lines file $1, tagged with the round,
+# to $out/$2 (a run stopped mid-line leaves a part of one).
+keep_lines() {
+    head -n "$(wc -l < "$1")" "$1" | tag "$python" "{\"round\": $round}" >> "$out/$2"
+}
+
+# Records that the time limit stopped $what in this round.
+stopped() {
+    echo "  stopped at the time limit (--seconds $seconds)" >&2
+    echo '{}' | tag "$python" "{\"round\": $round, \"what\": \"$what\"}" > "$out/stopped.jsonl"
+}
+
 # Runs our benchmark (the arguments after $1 and $2) and appends its JSON
 # lines, tagged with the round, to $out/$1. A run that fails (a kernel that
 # cannot launch on this GPU) appends one line instead, with the fields $2 and
 # "error": the first line of its panic message, so that the other runs go on,
 # the tables mark it failed and a list below them says why. Its stderr
-# (compiling and autotuning progress) still reaches the terminal.
+# (compiling and autotuning progress) still reaches the terminal. Status 124:
+# the time limit stopped it; the lines it finished (layers) are kept.
 ours() {
-    local file=$1 fields=$2 log
+    local file=$1 fields=$2 log status=0
     shift 2
     log=$(mktemp)
-    if ! "$bench" "$@" 2> >(tee "$log" >&2) | tag "$python" "{\"round\": $round}" >> "$out/$file"; then
+    limited "$bench" "$@" 2> >(tee "$log" >&2) > "$log.out" || status=$?
+    if [ "$status" -eq 0 ] || [ "$status" -eq 124 ]; then
+        keep_lines "$log.out" "$file"
+    else
         local message
         # The line after "panicked at ...", else its last line.
         message=$(sed -n '/panicked at/{n;p;q}' "$log")
@@ -84,85 +125,53 @@ ours() {
         echo "  failed: $message" >&2
         echo '{}' | tag "$python" "{\"round\": $round, $fields, \"error\": $("$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$message")}" >> "$out/$file"
     fi
-    rm -f "$log"
+    rm -f "$log" "$log.out"
+    return $(( status == 124 ? 124 : 0 ))
+}
+
+# PyTorch's benchmark (the arguments after $1), its JSON lines tagged and
+# appended to $out/$1; status 124 when the time limit stopped it (the
+# layers it finished are kept).
+theirs() {
+    local file=$1 lines status=0
+    shift
+    lines=$(mktemp)
+    limited "$python" scripts/torch_gpu_bench.py "$@" --device "$torch_device" > "$lines" || status=$?
+    [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || keep_lines "$lines" "$file"
+    rm -f "$lines"
+    [ "$status" -ne 124 ] || return 124
+    [ "$status" -eq 0 ] || { echo "PyTorch's benchmark failed (status $status): $*" >&2; exit 1; }
+}
+
+# One round: every run once, ours before PyTorch's; status 124 when the time
+# limit stopped a run ($what names it).
+round() {
+    local mode p
+    for mode in train infer; do
+        for p in f32 "$precision"; do
+            what="U-Net $mode, ours $backend $p"
+            echo "round $round of $rounds: $what..." >&2
+            ours ours_unet.jsonl "\"mode\": \"$mode\", \"precision\": \"$p\"" \
+                unet --mode "$mode" --backend "$backend" --precision "$p" "${shape[@]}" || return
+        done
+        for p in f32 f16; do
+            what="U-Net $mode, PyTorch $torch_device $p"
+            echo "round $round of $rounds: $what..." >&2
+            theirs torch_unet.jsonl unet --mode "$mode" --precision "$p" "${shape[@]}" || return
+        done
+    done
+    what="layers, ours"
+    echo "round $round of $rounds: layers..." >&2
+    ours ours_conv.jsonl '"impl": "ours"' conv --backend "$backend" --reps "$steps" --impl ours || return
+    what="layers, one Burn convolution per group"
+    ours per_group_conv.jsonl '"impl": "burn-per-group"' conv --backend "$backend" --reps "$steps" --impl burn-per-group || return
+    what="layers, PyTorch"
+    theirs torch_conv.jsonl conv --steps "$steps"
 }
 
 shape=(--base "$base" --batch "$batch" --size "$size" --steps "$steps")
 for round in $(seq 1 "$rounds"); do
-    for mode in train infer; do
-        for p in f32 "$precision"; do
-            echo "round $round of $rounds: U-Net $mode, ours $backend $p..." >&2
-            ours ours_unet.jsonl "\"mode\": \"$mode\", \"precision\": \"$p\"" \
-                unet --mode "$mode" --backend "$backend" --precision "$p" "${shape[@]}"
-        done
-        for p in f32 f16; do
-            echo "round $round of $rounds: U-Net $mode, PyTorch $torch_device $p..." >&2
-            "$python" scripts/torch_gpu_bench.py unet --mode "$mode" --precision "$p" "${shape[@]}" --device "$torch_device" \
-                | tag "$python" "{\"round\": $round}" >> "$out/torch_unet.jsonl"
-        done
-    done
-    echo "round $round of $rounds: layers..." >&2
-    ours ours_conv.jsonl '"impl": "ours"' conv --backend "$backend" --reps "$steps" --impl ours
-    ours per_group_conv.jsonl '"impl": "burn-per-group"' conv --backend "$backend" --reps "$steps" --impl burn-per-group
-    "$python" scripts/torch_gpu_bench.py conv --steps "$steps" --device "$torch_device" | tag "$python" "{\"round\": $round}" >> "$out/torch_conv.jsonl"
+    round || { stopped; break; }
 done
 
-"$python" - "$out" "$backend" "$precision" "$rounds" "$base" "$batch" "$size" <<'EOF'
-import json, os, statistics, sys
-out, backend, precision, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-base, batch, size = sys.argv[5:8]
-def lines(name):
-    with open(os.path.join(out, name)) as f:
-        return [json.loads(l) for l in f if l.strip()]
-ou, tu = lines("ours_unet.jsonl"), lines("torch_unet.jsonl")
-gpu = tu[0]["device"]
-print(f"{gpu}; ours: {backend}; PyTorch {tu[0]['torch']}; U-Net base {base}, depth 4, batch {batch} of 1x{size}x{size};")
-print(f"median over {rounds} interleaved rounds of the median of each run's steps; ratio = PyTorch time / ours (above 1: we are faster)")
-print()
-print("| U-Net | ours img/s | PyTorch f32 img/s | PyTorch AMP f16 img/s | vs f32 | vs AMP | ours GPU MiB | PyTorch f32 / AMP MiB |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-med = lambda rows, key: statistics.median(r[key] for r in rows)
-mib = lambda rows: max((r["device_reserved_bytes"] or 0) for r in rows) / 2**20
-oc, pg = lines("ours_conv.jsonl"), lines("per_group_conv.jsonl")
-failures = [r for r in ou + oc + pg if "error" in r]
-for mode in ["train", "infer"]:
-    t32 = [r for r in tu if r["mode"] == mode and r["precision"] == "f32"]
-    t16 = [r for r in tu if r["mode"] == mode and r["precision"] == "f16"]
-    for p in ["f32", precision]:
-        o = [r for r in ou if r["mode"] == mode and r["precision"] == p and "error" not in r]
-        if not o:
-            print(f"| {mode} ours {p} | failed | {med(t32, 'images_per_s'):.1f} | {med(t16, 'images_per_s'):.1f} "
-                  f"| | | | {mib(t32):.0f} / {mib(t16):.0f} |")
-            continue
-        ms = med(o, "ms_per_step_median")
-        print(f"| {mode} ours {p} | {med(o, 'images_per_s'):.1f} | {med(t32, 'images_per_s'):.1f} | "
-              f"{med(t16, 'images_per_s'):.1f} | {med(t32, 'ms_per_step_median') / ms:.2f} | "
-              f"{med(t16, 'ms_per_step_median') / ms:.2f} | {mib(o):.0f} | {mib(t32):.0f} / {mib(t16):.0f} |")
-print()
-def layer_table(columns, layers, left, right, ratio):
-    print(f"| {columns} |")
-    print("|---|---|---:|---:|---:|")
-    for layer in layers:
-        for key, name in [("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd")]:
-            a = [r for r in left if r.get("layer") == layer]
-            b = [r for r in right if r.get("layer") == layer]
-            if not a or not b:
-                print(f"| {layer} | {name} | {'failed' if not a else ''} | {'failed' if not b else ''} | |")
-                continue
-            a, b = med(a, key), med(b, key)
-            print(f"| {layer} | {name} | {a:.3f} | {b:.3f} | {ratio(a, b):.2f} |")
-tc = lines("torch_conv.jsonl")
-layer_table("layer (f32) | pass | ours ms | PyTorch ms | PyTorch/ours",
-            dict.fromkeys(r["layer"] for r in tc), oc, tc, lambda o, t: t / o)
-print()
-# Grouped layers run Burn's grouped kernels; this is the alternative the
-# layers would take if it won on GPUs (docs/performance.md, GPU section).
-layer_table("grouped layer (f32) | pass | ours ms | one Burn conv per group ms | ours/per-group",
-            dict.fromkeys(r["layer"] for r in pg if "layer" in r), oc, pg, lambda o, g: o / g)
-if failures:
-    print()
-    print("Runs of ours that failed:")
-    for r in failures:
-        what = f"U-Net {r['mode']} {r['precision']}" if "mode" in r else f"layers ({r['impl']})"
-        print(f"- round {r['round']}, {what}: {r['error']}")
-EOF
+"$python" scripts/gpu_bench_report.py "$out"
