@@ -18,8 +18,10 @@
 # --report DIR prints the tables of such a folder.
 #
 # --seconds N stops the benchmark N seconds after its start: the run under
-# way then is stopped and left out, no other starts, and the tables give the
-# rounds that finished (a line under them says where it stopped). The first
+# way then is stopped (killed 5 s later if it has not ended) and left out,
+# but for the layers it finished; no other starts, and the tables give the
+# runs that finished (a line under them says where it stopped). A run that
+# fails is marked failed and listed with its error; the others go on. The first
 # runs on a fresh machine take minutes (CubeCL compiles and autotunes every
 # kernel, and keeps both on disk for the later runs).
 #
@@ -34,7 +36,11 @@
 # layers come from ../shared/bench (--torch-bench-dir where that is
 # elsewhere).
 set -euo pipefail
+start=$(date +%s)
+caller=$PWD
 cd "$(dirname "$0")/.."
+# A path given relative to where the script was called from.
+given() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 
 backend=wgpu precision=f16 steps=20 rounds=3 bench="" torch_dir=../shared/bench
 torch_device=cuda base=32 batch=16 size=256 keep="" seconds=""
@@ -44,11 +50,11 @@ while [ $# -gt 0 ]; do
         --precision) precision=$2; shift 2 ;;
         --steps) steps=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
-        --bench-bin) bench=$2; shift 2 ;;
-        --torch-bench-dir) torch_dir=$2; shift 2 ;;
-        --keep) keep=$2; shift 2 ;;
+        --bench-bin) bench=$(given "$2"); shift 2 ;;
+        --torch-bench-dir) torch_dir=$(given "$2"); shift 2 ;;
+        --keep) keep=$(given "$2"); shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
-        --report) exec python3 scripts/gpu_bench_report.py "$2" ;;
+        --report) exec python3 scripts/gpu_bench_report.py "$(given "$2")" ;;
         --torch-device) torch_device=$2; shift 2 ;;
         --base) base=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
@@ -78,16 +84,21 @@ else
     trap 'rm -rf "$out"' EXIT
 fi
 
+# The deadline counts from the script's start; a run stopped at it gets
+# 5 s to end before it is killed.
 deadline=""
-[ -z "$seconds" ] || deadline=$(( $(date +%s) + seconds ))
+[ -z "$seconds" ] || deadline=$(( start + seconds ))
 what=""
 
 # Runs a command, stopped at the deadline (status 124) if there is one.
 limited() {
     [ -n "$deadline" ] || { "$@"; return; }
-    local left=$(( deadline - $(date +%s) ))
+    local left=$(( deadline - $(date +%s) )) status=0
     [ "$left" -gt 0 ] || return 124
-    timeout -k 10 "$left" "$@"
+    timeout -k 5 "$left" "$@" || status=$?
+    # Killed after the grace period (137), or failed as it was stopped.
+    [ "$status" -eq 0 ] || [ "$(date +%s)" -lt "$deadline" ] || status=124
+    return "$status"
 }
 
 # Appends the whole lines of the JSON lines file $1, tagged with the round,
@@ -131,16 +142,21 @@ ours() {
 
 # PyTorch's benchmark (the arguments after $1), its JSON lines tagged and
 # appended to $out/$1; status 124 when the time limit stopped it (the
-# layers it finished are kept).
+# layers it finished are kept). A failure is recorded in
+# $out/failed.jsonl (its stderr reached the terminal) and the runs go on.
 theirs() {
     local file=$1 lines status=0
     shift
     lines=$(mktemp)
     limited "$python" scripts/torch_gpu_bench.py "$@" --device "$torch_device" > "$lines" || status=$?
-    [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || keep_lines "$lines" "$file"
+    if [ "$status" -eq 0 ] || [ "$status" -eq 124 ]; then
+        keep_lines "$lines" "$file"
+    else
+        echo "  PyTorch's benchmark failed (status $status)" >&2
+        echo '{}' | tag "$python" "{\"round\": $round, \"what\": \"$what\", \"error\": \"exit status $status\"}" >> "$out/failed.jsonl"
+    fi
     rm -f "$lines"
-    [ "$status" -ne 124 ] || return 124
-    [ "$status" -eq 0 ] || { echo "PyTorch's benchmark failed (status $status): $*" >&2; exit 1; }
+    return $(( status == 124 ? 124 : 0 ))
 }
 
 # One round: every run once, ours before PyTorch's; status 124 when the time
