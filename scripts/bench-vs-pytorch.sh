@@ -16,11 +16,12 @@
 # $PYTHON and python3 (nothing is installed then); otherwise it is installed
 # from PyPI into .venv-bench.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
+# From the caller's folder, which the GPU script's relative paths are read from.
 for arg in "$@"; do
-    case "$arg" in wgpu|vulkan) exec scripts/bench-gpu-vs-pytorch.sh "$@" ;; esac
+    case "$arg" in wgpu|vulkan) exec "$(dirname "$0")/bench-gpu-vs-pytorch.sh" "$@" ;; esac
 done
+cd "$(dirname "$0")/.."
 backend=flex threads=2 reps=10 rounds=3
 while [ $# -gt 0 ]; do
     case "$1" in
