@@ -12,15 +12,22 @@ find_python() {
     done
 }
 
+# The path of the executable that cargo built for the target named $2,
+# read from cargo's JSON messages (`--message-format=json`) on stdin; $1 is
+# a python.
+cargo_executable() {
+    "$1" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$2" | tail -n 1
+}
+
 # Builds the `bench` benchmark (dev profile: the test build's optimised
 # dependencies) and prints its path; $1 is a python to read cargo's JSON.
 bench_binary() {
     cargo bench -q --profile dev --bench bench --no-run --message-format=json 2>/dev/null \
-        | "$1" -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "bench" and m.get("executable"):
-        print(m["executable"])' | tail -1
+        | cargo_executable "$1" bench
 }
 
 # Adds the JSON object $2 to every JSON line on stdin ($1: a python).
